@@ -8,6 +8,7 @@ from functools import wraps
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
+from django.utils.translation import gettext as _
 
 
 def require_right(*rights: str) -> Callable:
@@ -26,5 +27,17 @@ def require_right(*rights: str) -> Callable:
 
 
 def check_rights(user, *rights: str) -> None:
-    if not all(user.has_right(r) for r in rights):
-        raise PermissionDenied
+    """Raise PermissionDenied, naming the missing rights, unless ``user`` holds all of them."""
+    missing = [r for r in rights if not user.has_right(r)]
+    if missing:
+        raise PermissionDenied(
+            _("You do not have the right to do this (needs: %(rights)s).")
+            % {"rights": ", ".join(right_labels(missing))}
+        )
+
+
+def right_labels(codes: list[str]) -> list[str]:
+    from okuru.accounts.models import RIGHTS
+
+    labels = {code: str(label) for code, label in RIGHTS}
+    return [labels.get(code, code) for code in codes]

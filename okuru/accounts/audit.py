@@ -21,10 +21,17 @@ def log(
     action: str,
     target: str = "",
     detail: dict[str, Any] | None = None,
+    *,
+    operator: Operator | None = None,
 ) -> OperationLog:
-    """Record an operation. ``actor`` is the request (web, API) or the operator (CLI, jobs)."""
+    """Record an operation. ``actor`` is the request (web, API) or the operator (CLI, jobs).
+
+    ``operator`` names the operator when the request has no logged-in user yet (a failed
+    log-in): the entry then carries both who it was about and where it came from.
+    """
     request = actor if isinstance(actor, HttpRequest) else None
-    operator = getattr(request, "user", None) if request is not None else actor
+    if operator is None:
+        operator = getattr(request, "user", None) if request is not None else actor
     if operator is not None and not getattr(operator, "is_authenticated", False):
         operator = None
     return OperationLog.objects.create(

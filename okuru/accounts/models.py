@@ -3,11 +3,13 @@ long-job records and in-app notifications."""
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -40,12 +42,20 @@ class Operator(AbstractUser):
     def is_locked(self) -> bool:
         return self.locked_until is not None and self.locked_until > timezone.now()
 
-    def record_failed_login(self) -> None:
-        self.failed_logins += 1
-        if self.failed_logins >= settings.LOGIN_MAX_FAILURES:
-            self.locked_until = timezone.now() + timedelta(minutes=settings.LOGIN_LOCKOUT_MINUTES)
-            self.failed_logins = 0
-        self.save(update_fields=["failed_logins", "locked_until"])
+    def record_failed_login(self) -> bool:
+        """Count a failed log-in; at the limit, lock the account. True when this one locked it."""
+        # Row lock: two concurrent wrong guesses must both count.
+        with transaction.atomic():
+            row = Operator.objects.select_for_update().only("failed_logins").get(pk=self.pk)
+            self.failed_logins = row.failed_logins + 1
+            locked = self.failed_logins >= settings.LOGIN_MAX_FAILURES
+            if locked:
+                self.locked_until = timezone.now() + timedelta(
+                    minutes=settings.LOGIN_LOCKOUT_MINUTES
+                )
+                self.failed_logins = 0
+            self.save(update_fields=["failed_logins", "locked_until"])
+        return locked
 
     def record_successful_login(self) -> None:
         if self.failed_logins or self.locked_until:
@@ -55,6 +65,9 @@ class Operator(AbstractUser):
 
     def group_names(self) -> str:
         return ", ".join(sorted(g.name for g in self.groups.all()))
+
+    def rights(self) -> set[str]:
+        return {code for code, _label in RIGHTS if self.has_right(code)}
 
 
 class OperationLog(models.Model):
@@ -123,3 +136,74 @@ class Notification(models.Model):
 
     class Meta:
         ordering = ["-created", "-id"]
+
+
+class ApiTokenQuerySet(models.QuerySet):
+    def active(self) -> ApiTokenQuerySet:
+        return self.filter(revoked__isnull=True, operator__is_active=True)
+
+
+class ApiToken(models.Model):
+    """A bearer token for integrators. Only a SHA-256 of the key is stored: the key itself is
+    shown once, when it is created."""
+
+    PREFIX = "okuru_"
+
+    operator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(_("name"), max_length=100)
+    # The first characters of the key, kept so that the operator can tell tokens apart.
+    prefix = models.CharField(max_length=16)
+    key_hash = models.CharField(max_length=64, unique=True)
+    created = models.DateTimeField(default=timezone.now)
+    last_used = models.DateTimeField(null=True, blank=True)
+    revoked = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @staticmethod
+    def hash_key(key: str) -> str:
+        return hashlib.sha256(key.encode()).hexdigest()
+
+    @classmethod
+    def issue(cls, operator: Operator, name: str) -> tuple[ApiToken, str]:
+        """Create a token; returns it and the key (the only time the key is known)."""
+        key = cls.PREFIX + secrets.token_urlsafe(40)
+        token = cls.objects.create(
+            operator=operator,
+            name=name,
+            prefix=key[: len(cls.PREFIX) + 6],
+            key_hash=cls.hash_key(key),
+        )
+        return token, key
+
+    @classmethod
+    def find(cls, key: str) -> ApiToken | None:
+        """The live token for ``key``, or None (unknown, revoked, or its operator inactive)."""
+        if not key.startswith(cls.PREFIX) or len(key) > 200:
+            return None
+        return (
+            cls.objects.active()
+            .select_related("operator")
+            .filter(key_hash=cls.hash_key(key))
+            .first()
+        )
+
+    def touch(self) -> None:
+        # One write a minute at most: a busy integrator must not turn every read into a write.
+        now = timezone.now()
+        if self.last_used is None or now - self.last_used > timedelta(minutes=1):
+            self.last_used = now
+            ApiToken.objects.filter(pk=self.pk).update(last_used=now)
+
+    def revoke(self) -> None:
+        if self.revoked is None:
+            self.revoked = timezone.now()
+            self.save(update_fields=["revoked"])
