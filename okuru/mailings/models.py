@@ -1,0 +1,353 @@
+"""Mails, deliveries and the per-recipient ledger.
+
+``Relay``
+    An SMTP relay (host, port, none/STARTTLS/TLS, auth) with rate limits: messages per second
+    for the whole relay and per recipient domain (0 = unlimited). One relay is the default.
+
+``Mail``
+    What the operator composes: kind (basic and spot now; retargeting, step, auto, planning
+    later, same table), sender settings (差出人設定), subject and bodies with merge fields,
+    tracking switches, duplicate rule, error threshold, newsletter topic, and the targeting:
+
+    * basic: ``filter`` — a customers filter tree (``okuru.customers.filters``) that may hold
+      ``{"kind": "delivery_history", ...}`` conditions (see ``targeting.py``);
+    * spot: ``view`` (delivery-eligible) + optional ``customer_set`` (outcomes of past
+      deliveries), or ``recipient_list`` (a ``FrozenList`` made by an extraction).
+
+    ``address_field`` says which address is used (PC or mobile e-mail; each has its own error
+    count). ``resend_of`` / ``resend_of_delivery`` / ``resend_audience`` keep re-delivery
+    lineage. Content is user-authored Jinja in a sandbox (``rendering.py``), validated on save.
+
+``TrackedLink``
+    The links found in a mail's bodies at save time, with an optional click feedback name.
+    A click redirects only to a ``TrackedLink`` of the recipient's mail. Rows are never
+    deleted while a delivery may point at them: a link that left the body is ``active=False``.
+
+``Delivery`` (配信)
+    One execution of a mail. ``content`` and ``targeting`` are snapshots taken when the
+    delivery is reserved or started, so editing the mail never changes a reserved or running
+    delivery. Status: draft → reserved → running ⇄ paused → completed, or stopped / cancelled.
+    Counters are summaries kept on the row (sent/failed/unknown by the worker, opens/clicks by
+    tracking) so reports survive the purge of per-recipient detail.
+
+``Recipient`` — the ledger
+    One row per (delivery, customer), frozen at send start by one INSERT … SELECT. The
+    customer is a plain integer, not a foreign key: customers may be deleted, the record of
+    what was sent stays. Status: queued → sending (committed before the SMTP call) → sent /
+    failed / unknown. ``claim``/``claimed_at`` identify the batch and the worker's lease; rows
+    left "sending" past the lease by a dead worker become "unknown" and are never resent
+    without an operator saying so. Unexpected errors also park a row as "unknown", with
+    ``note`` saying why — the operator resolves unknown rows (send again or not).
+
+``Event``
+    Opens, clicks, unsubscribes and asynchronous bounces, with time (filled by tracking and
+    bounces).
+
+``FrozenList`` / ``FrozenListMember``
+    A frozen list of customer ids (the extraction issue produces these; spot mails target them).
+
+``ListCleaning``
+    Addresses permanently excluded (配信リストクリーニング), lower-cased. The bounces issue
+    fills it; sending only reads it.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class ErrorKind(models.TextChoices):
+    BAD_FORMAT = "bad_format", _("Bad format")
+    UNKNOWN_USER = "unknown_user", _("Unknown user")
+    REFUSED = "refused", _("Refused")
+    NO_DOMAIN = "no_domain", _("Domain not found")
+    SPAM = "spam", _("Treated as spam")
+    MAILBOX_FULL = "mailbox_full", _("Mailbox full")
+    LIST_CLEANING = "list_cleaning", _("Excluded by list cleaning")
+    OTHER = "other", _("Other error")
+
+
+# Error count weights (エラーカウント): hard kinds end delivery to the address at once.
+HARD_ERROR_KINDS = frozenset({"bad_format", "unknown_user", "list_cleaning"})
+
+
+class Relay(models.Model):
+    class Security(models.TextChoices):
+        NONE = "none", _("None")
+        STARTTLS = "starttls", _("STARTTLS")
+        TLS = "tls", _("TLS")
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    host = models.CharField(_("host"), max_length=255)
+    port = models.PositiveIntegerField(_("port"), default=25)
+    security = models.CharField(
+        _("security"), max_length=8, choices=Security.choices, default=Security.NONE
+    )
+    username = models.CharField(_("user name"), max_length=255, blank=True)
+    password = models.CharField(_("password"), max_length=255, blank=True)
+    timeout = models.PositiveIntegerField(_("timeout (seconds)"), default=30)
+    max_per_second = models.PositiveIntegerField(_("messages per second"), default=0)
+    per_domain_per_second = models.PositiveIntegerField(
+        _("messages per second per recipient domain"), default=0
+    )
+    is_default = models.BooleanField(_("default"), default=False)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=Q(is_default=True), name="one_default_relay"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class FrozenList(models.Model):
+    """A frozen list of customer ids (extraction output, a spot mail's target)."""
+
+    name = models.CharField(_("name"), max_length=200)
+    source = models.JSONField(default=dict, blank=True)  # how it was made (for the UI)
+    size = models.BigIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class FrozenListMember(models.Model):
+    list = models.ForeignKey(FrozenList, models.CASCADE, related_name="members")
+    customer_id = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["list", "customer_id"], name="frozen_list_member")
+        ]
+
+
+class Mail(models.Model):
+    class Kind(models.TextChoices):
+        BASIC = "basic", _("Basic mail")
+        SPOT = "spot", _("Spot delivery")
+        RETARGETING = "retargeting", _("Retargeting mail")
+        STEP = "step", _("Step mail")
+        AUTO = "auto", _("Auto mail")
+        PLANNING = "planning", _("Planning mail")
+
+    class DuplicateRule(models.TextChoices):
+        IGNORE = "ignore", _("One message per record")
+        NEWEST = "newest", _("One message per address (most recently updated record)")
+
+    class AddressField(models.TextChoices):
+        EMAIL = "email", _("PC e-mail")
+        MOBILE = "mobile_email", _("mobile e-mail")
+
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices, default=Kind.BASIC)
+    name = models.CharField(_("name"), max_length=200)
+    relay = models.ForeignKey(
+        Relay, models.SET_NULL, null=True, blank=True, verbose_name=_("relay")
+    )
+    # Sender settings (差出人設定)
+    from_address = models.CharField(_("from address"), max_length=254)
+    from_name = models.CharField(_("from name"), max_length=200, blank=True)
+    reply_to = models.CharField(_("reply-to"), max_length=254, blank=True)
+    return_path_domain = models.CharField(_("return-path domain"), max_length=253, blank=True)
+    error_threshold = models.PositiveIntegerField(_("error count threshold"), default=5)
+    duplicate_rule = models.CharField(
+        _("duplicate rule"),
+        max_length=8,
+        choices=DuplicateRule.choices,
+        default=DuplicateRule.IGNORE,
+    )
+    address_field = models.CharField(
+        _("address"), max_length=16, choices=AddressField.choices, default=AddressField.EMAIL
+    )
+    open_tracking = models.BooleanField(_("open tracking"), default=True)
+    click_tracking = models.BooleanField(_("click tracking"), default=True)
+    topic = models.ForeignKey(
+        "customers.Topic",
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        verbose_name=_("newsletter topic"),
+    )
+    # Content
+    subject = models.CharField(_("subject"), max_length=500)
+    text_body = models.TextField(_("text body"), blank=True)
+    html_body = models.TextField(_("HTML body"), blank=True)
+    # Targeting
+    filter = models.JSONField(_("filter"), default=dict, blank=True)
+    view = models.ForeignKey(
+        "customers.View", models.PROTECT, null=True, blank=True, verbose_name=_("view")
+    )
+    customer_set = models.JSONField(_("customer set"), default=dict, blank=True)
+    recipient_list = models.ForeignKey(
+        FrozenList, models.PROTECT, null=True, blank=True, verbose_name=_("recipient list")
+    )
+    # Lineage (再送信 / re-deliver)
+    resend_of = models.ForeignKey(
+        "self", models.SET_NULL, null=True, blank=True, related_name="resends"
+    )
+    resend_of_delivery = models.ForeignKey(
+        "Delivery", models.SET_NULL, null=True, blank=True, related_name="redeliveries"
+    )
+    resend_audience = models.CharField(max_length=32, blank=True)
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created = models.DateTimeField(default=timezone.now)
+    updated = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TrackedLink(models.Model):
+    mail = models.ForeignKey(Mail, models.CASCADE, related_name="links")
+    url = models.CharField(_("URL"), max_length=2000)
+    name = models.CharField(_("click feedback name"), max_length=200, blank=True)
+    position = models.PositiveIntegerField(default=0)
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["mail", "position", "id"]
+        constraints = [models.UniqueConstraint(fields=["mail", "url"], name="tracked_link_url")]
+
+    def __str__(self) -> str:
+        return self.name or self.url
+
+
+class Delivery(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", _("Draft")
+        RESERVED = "reserved", _("Reserved")
+        RUNNING = "running", _("Running")
+        PAUSED = "paused", _("Paused")
+        STOPPED = "stopped", _("Stopped")
+        COMPLETED = "completed", _("Completed")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    mail = models.ForeignKey(Mail, models.PROTECT, related_name="deliveries")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    relay = models.ForeignKey(Relay, models.SET_NULL, null=True, blank=True)
+    scheduled_at = models.DateTimeField(_("scheduled for"), null=True, blank=True)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True, db_index=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    # Snapshots: what this delivery sends and to whom, fixed at reservation / start.
+    content = models.JSONField(default=dict, blank=True)
+    targeting = models.JSONField(default=dict, blank=True)
+    # Summary counts (kept after per-recipient detail is purged).
+    matched_count = models.BigIntegerField(default=0)
+    excluded = models.JSONField(default=dict, blank=True)  # reason -> count
+    recipient_count = models.BigIntegerField(default=0)
+    sent_count = models.BigIntegerField(default=0)
+    failed_count = models.BigIntegerField(default=0)
+    unknown_count = models.BigIntegerField(default=0)
+    open_unique = models.BigIntegerField(default=0)
+    open_total = models.BigIntegerField(default=0)
+    click_unique = models.BigIntegerField(default=0)
+    click_total = models.BigIntegerField(default=0)
+    # Worker bookkeeping: the reconciler looks for running deliveries gone quiet.
+    last_activity_at = models.DateTimeField(null=True, blank=True)
+    note = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [models.Index(fields=["status", "scheduled_at"], name="delivery_status_sched")]
+
+    def __str__(self) -> str:
+        return f"{self.mail} #{self.pk}"
+
+
+class Recipient(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        SENDING = "sending", _("Sending")
+        SENT = "sent", _("Sent")
+        FAILED = "failed", _("Failed")
+        UNKNOWN = "unknown", _("Unknown")
+
+    delivery = models.ForeignKey(Delivery, models.CASCADE, related_name="recipients")
+    customer_id = models.BigIntegerField()
+    address = models.CharField(max_length=254)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    claim = models.CharField(max_length=32, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    smtp_reply = models.CharField(max_length=1000, blank=True)
+    error_kind = models.CharField(max_length=16, choices=ErrorKind.choices, blank=True)
+    note = models.CharField(max_length=500, blank=True)
+    message_id = models.CharField(max_length=255, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    first_open_at = models.DateTimeField(null=True, blank=True)
+    open_count = models.PositiveIntegerField(default=0)
+    first_click_at = models.DateTimeField(null=True, blank=True)
+    click_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["delivery", "customer_id"], name="ledger_one_per_customer"
+            )
+        ]
+        indexes = [
+            # Claiming: "queued rows of this delivery that are due".
+            models.Index(fields=["delivery", "status", "next_attempt_at"], name="ledger_claim"),
+            # The reaper: "sending rows whose lease ran out".
+            models.Index(fields=["status", "claimed_at"], name="ledger_lease"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.address} ({self.status})"
+
+
+class Event(models.Model):
+    class Kind(models.TextChoices):
+        OPEN = "open", _("Open")
+        CLICK = "click", _("Click")
+        UNSUBSCRIBE = "unsubscribe", _("Unsubscribe")
+        BOUNCE = "bounce", _("Bounce")
+
+    delivery = models.ForeignKey(Delivery, models.CASCADE, related_name="events")
+    recipient = models.ForeignKey(
+        Recipient, models.SET_NULL, null=True, blank=True, related_name="events"
+    )
+    customer_id = models.BigIntegerField()
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    link = models.ForeignKey(TrackedLink, models.SET_NULL, null=True, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["delivery", "kind", "created"], name="event_report")]
+
+
+class ListCleaning(models.Model):
+    address = models.CharField(max_length=254, unique=True)  # lower-cased
+    reason = models.CharField(max_length=16, choices=ErrorKind.choices)
+    created = models.DateTimeField(default=timezone.now)
+
+    def save(self, *args, **kwargs) -> None:
+        self.address = self.address.strip().lower()
+        super().save(*args, **kwargs)

@@ -1,0 +1,1 @@
+"""Targeting (filled in next)."""
