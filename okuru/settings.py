@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "huey.contrib.djhuey",
     "okuru.accounts",
     "okuru.customers",
+    "okuru.capture",
     "okuru.mailings",
 ]
 

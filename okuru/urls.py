@@ -4,5 +4,6 @@ from django.views.i18n import set_language
 urlpatterns = [
     path("i18n/setlang/", set_language, name="set_language"),
     path("accounts/", include("okuru.accounts.urls")),
+    path("capture/", include("okuru.capture.urls")),
     path("", include("okuru.customers.urls")),
 ]

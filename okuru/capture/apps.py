@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class CaptureConfig(AppConfig):
+    name = "okuru.capture"
+    label = "capture"
+    verbose_name = _("Captured mail")

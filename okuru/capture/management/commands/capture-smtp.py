@@ -1,0 +1,36 @@
+"""``okuru capture-smtp``: run only the capture SMTP server (``okuru run`` starts it too)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from okuru.capture.smtp import make_controller
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Command(BaseCommand):
+    help = "Run the local capture SMTP server; the messages it receives show in the web UI."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=settings.CAPTURE_SMTP_PORT)
+
+    def handle(self, *args, host: str, port: int, **options) -> None:
+        controller = make_controller(host, port)
+        controller.start()
+        stop = threading.Event()
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in STOP_SIGNALS}
+        self.stdout.write(f"capture SMTP server listening on {host}:{port}", self.style.SUCCESS)
+        self.stdout.flush()
+        try:
+            stop.wait()
+        finally:
+            controller.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        self.stdout.write("capture SMTP server stopped")
