@@ -1,0 +1,72 @@
+"""A real browser (Debian's Chromium, driven by Playwright) through log-in, the customer list,
+the language switch and log-out, against pytest-django's live server."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from django.utils import translation
+
+from tests.conftest import PASSWORD
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def page(monkeypatch, live_server):
+    if not CHROMIUM.exists():
+        if os.geteuid() != 0:
+            pytest.skip("Chromium is not installed (apt-get install chromium, as root)")
+        pytest.fail(
+            "Chromium is not installed: scripts/test installs it (apt-get install chromium)"
+        )
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the ORM calls that fixtures
+    # make around it are still plain synchronous calls.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            # The machine has no network: without these Chromium keeps trying to reach Google.
+            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
+        )
+        context = browser.new_context(locale="en-US")
+        context.set_default_timeout(15_000)
+        yield context.new_page()
+        context.close()
+        browser.close()
+
+
+def in_japanese(text: str) -> str:
+    # Until the Japanese catalogue is compiled this is the English text itself.
+    with translation.override("ja"):
+        return translation.gettext(text)
+
+
+def test_an_operator_logs_in_switches_to_japanese_and_logs_out(
+    transactional_db, owner, live_server, page
+):
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("input[name=username]", owner.username)
+    page.fill("input[name=password]", PASSWORD)
+    with page.expect_navigation():
+        page.press("input[name=password]", "Enter")
+
+    assert page.url == f"{live_server.url}/"
+    assert "Customers" in page.locator("h1").first.inner_text()
+    assert page.get_attribute("html", "lang") == "en"
+
+    with page.expect_navigation():
+        page.select_option("select[name=language]", "ja")
+    assert page.get_attribute("html", "lang") == "ja"
+    assert in_japanese("Customers") in page.locator("h1").first.inner_text()
+
+    with page.expect_navigation():
+        page.click("form[action$='/accounts/logout/'] button")
+    assert page.url.startswith(f"{live_server.url}/accounts/login/")
+    assert page.locator("input[name=password]").count() == 1
