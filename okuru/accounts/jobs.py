@@ -46,7 +46,7 @@ class Progress:
     def __init__(self, job: Job, interval: float = 1.0):
         self.job = job
         self.interval = interval
-        self._last = 0.0
+        self._last = float("-inf")  # the first report always writes
 
     def total(self, total: int | None) -> None:
         self.job.progress_total = total
@@ -103,8 +103,14 @@ def finish(job: Job, status: str, result: dict | None = None, error: str = "") -
     notify(job)
 
 
+def kind_label(kind: str) -> str:
+    """The translated name of a job kind ("Import", "Export"...)."""
+    label = KIND_LABELS.get(kind)
+    return str(label()) if label else kind
+
+
 def describe(job: Job) -> str:
-    label = KIND_LABELS.get(job.kind, lambda: job.kind)()
+    label = kind_label(job.kind)
     if job.status == Job.Status.SUCCEEDED:
         return _("%(kind)s #%(id)s finished.") % {"kind": label, "id": job.pk}
     return _("%(kind)s #%(id)s failed: %(error)s") % {
