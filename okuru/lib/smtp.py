@@ -1,0 +1,212 @@
+"""An SMTP client for bulk sending that knows *where* a transaction failed.
+
+``smtplib.sendmail`` folds every failure into one exception, but the difference matters: a
+connection lost before the final ``.`` of DATA means the message was not accepted and can be
+retried; lost after it, the server may have queued the message, and a retry could send a second
+copy. ``Connection.send`` returns a ``Reply`` for every answer the server gave and raises
+``Indeterminate`` only in that second case, ``ConnectionLost`` in the first.
+
+``classify`` turns a permanent reply into one of the error kinds (配信エラーの種類) from the
+reply code and the RFC 3463 enhanced status code, falling back to the text.
+"""
+
+from __future__ import annotations
+
+import re
+import smtplib
+import ssl
+from dataclasses import dataclass
+
+
+class ConnectionLost(Exception):
+    """The connection failed before the server could have accepted the message."""
+
+
+class ConnectFailed(ConnectionLost):
+    """The relay could not be reached or refused the session (EHLO, STARTTLS, login)."""
+
+
+class Indeterminate(Exception):
+    """The connection failed after the whole message was sent: it may have been accepted."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    code: int
+    text: str
+
+    @property
+    def accepted(self) -> bool:
+        return 200 <= self.code < 300
+
+    @property
+    def temporary(self) -> bool:
+        return 400 <= self.code < 500
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.text}".strip()[:1000]
+
+
+@dataclass(frozen=True)
+class RelaySettings:
+    host: str
+    port: int = 25
+    security: str = "none"  # none | starttls | tls
+    username: str = ""
+    password: str = ""
+    timeout: float = 30
+
+
+def _text(msg: bytes | str) -> str:
+    if isinstance(msg, bytes):
+        msg = msg.decode("utf-8", "replace")
+    return " ".join(msg.split())
+
+
+class Connection:
+    """One persistent SMTP connection; reconnects lazily after a failure."""
+
+    def __init__(self, relay: RelaySettings, local_hostname: str | None = None):
+        self.relay = relay
+        self.local_hostname = local_hostname
+        self.smtp: smtplib.SMTP | None = None
+
+    def open(self) -> None:
+        r = self.relay
+        try:
+            if r.security == "tls":
+                ctx = ssl.create_default_context()
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                    r.host, r.port, self.local_hostname, timeout=r.timeout, context=ctx
+                )
+            else:
+                smtp = smtplib.SMTP(r.host, r.port, self.local_hostname, timeout=r.timeout)
+            smtp.ehlo()
+            if r.security == "starttls":
+                smtp.starttls(context=ssl.create_default_context())
+                smtp.ehlo()
+            if r.username:
+                smtp.login(r.username, r.password)
+        except (OSError, smtplib.SMTPException) as e:
+            raise ConnectFailed(f"cannot connect to {r.host}:{r.port}: {e}") from e
+        self.smtp = smtp
+
+    def close(self) -> None:
+        smtp, self.smtp = self.smtp, None
+        if smtp is None:
+            return
+        try:
+            smtp.quit()
+        except (OSError, smtplib.SMTPException):
+            smtp.close()
+
+    def abort(self) -> None:
+        smtp, self.smtp = self.smtp, None
+        if smtp is not None:
+            smtp.close()
+
+    def send(self, sender: str, recipient: str, data: bytes) -> Reply:
+        """One transaction. ``data`` is the message with CRLF line ends, already dot-stuffed."""
+        if self.smtp is None:
+            self.open()
+        smtp = self.smtp
+        assert smtp is not None
+        dot_sent = False
+        try:
+            for cmd, ok in (
+                (f"mail FROM:<{sender}>", (250,)),
+                (f"rcpt TO:<{recipient}>", (250, 251)),
+            ):
+                smtp.putcmd(cmd)
+                code, msg = smtp.getreply()
+                if code not in ok:
+                    self._reset()
+                    return Reply(code, _text(msg))
+            smtp.putcmd("data")
+            code, msg = smtp.getreply()
+            if code != 354:
+                self._reset()
+                return Reply(code, _text(msg))
+            if not data.endswith(b"\r\n"):
+                data += b"\r\n"
+            smtp.send(data + b".\r\n")
+            dot_sent = True
+            code, msg = smtp.getreply()
+            if not 200 <= code < 600:
+                self.abort()
+                raise Indeterminate(f"unreadable reply after the message: {_text(msg)}")
+            return Reply(code, _text(msg))
+        except OSError as e:  # socket errors, timeouts and SMTPServerDisconnected
+            self.abort()
+            if dot_sent:
+                raise Indeterminate(str(e) or type(e).__name__) from e
+            raise ConnectionLost(str(e) or type(e).__name__) from e
+
+    def _reset(self) -> None:
+        # After a refused command the transaction must be reset before the next one; a server
+        # that fails RSET is dropped and reconnected on the next message.
+        try:
+            code, _msg = self.smtp.rset()  # type: ignore[union-attr]
+            if code != 250:
+                self.abort()
+        except (OSError, smtplib.SMTPException):
+            self.abort()
+
+
+# ---------------------------------------------------------------------------------------------
+# Error kinds from permanent replies
+
+ENHANCED_RE = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+ENHANCED_KINDS = {
+    "5.1.1": "unknown_user",
+    "5.1.6": "unknown_user",  # mailbox has moved
+    "5.1.2": "no_domain",
+    "5.1.10": "no_domain",  # null MX
+    "5.4.4": "no_domain",  # unable to route
+    "5.1.3": "bad_format",
+    "5.2.2": "mailbox_full",
+    "5.2.1": "refused",  # mailbox disabled
+}
+SPAM_WORDS = ("spam", "blacklist", "blocklist", "block list", "black list", "reputation", "rbl")
+TEXT_KINDS = (
+    (("mailbox full", "quota", "over quota", "insufficient storage"), "mailbox_full"),
+    (("domain not found", "host not found", "no mx", "unrouteable", "unroutable"), "no_domain"),
+    (
+        (
+            "user unknown",
+            "unknown user",
+            "no such user",
+            "no such recipient",
+            "does not exist",
+            "recipient unknown",
+            "invalid recipient",
+            "mailbox unavailable",
+            "not found",
+        ),
+        "unknown_user",
+    ),
+    (("syntax", "bad address", "invalid address"), "bad_format"),
+)
+
+
+def classify(code: int, text: str) -> str:
+    """The error kind of a permanent (5xx) reply."""
+    low = text.lower()
+    m = ENHANCED_RE.search(text)
+    enhanced = m.group(0) if m else ""
+    if enhanced in ENHANCED_KINDS:
+        return ENHANCED_KINDS[enhanced]
+    if any(w in low for w in SPAM_WORDS):
+        return "spam"
+    if enhanced.startswith("5.7."):
+        return "refused"
+    for words, kind in TEXT_KINDS:
+        if any(w in low for w in words):
+            return kind
+    if code == 552:
+        return "mailbox_full"
+    if code == 553:
+        return "bad_format"
+    if code == 554 and ("refused" in low or "denied" in low or "rejected" in low):
+        return "refused"
+    return "other"

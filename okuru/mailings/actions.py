@@ -1,0 +1,333 @@
+"""Named actions on mails and deliveries: views, the API, commands and tasks call these; nothing
+else changes a delivery's status or a mail's targeting.
+
+Each state change is one conditional UPDATE on the expected current status (so two operators,
+or an operator and a worker, cannot both win) inside one transaction, with an audit record;
+task enqueues run on commit.
+
+Delivery life cycle::
+
+    draft ──reserve──▶ reserved ──(due: start_delivery)──▶ running ⇄ paused
+      │                   │                                  │  │
+      └──cancel──▶ cancelled ◀──cancel┘                 stop │  └─(no row queued/sending)─▶ completed
+                                                             ▼
+                                                          stopped
+
+``start_delivery`` freezes the recipients into the ledger in the same transaction that marks
+the delivery running. A stopped delivery's queued rows stay queued and are never sent.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from okuru.accounts import audit
+from okuru.customers.fields import catalogue
+from okuru.customers.filters import FilterError
+from okuru.mailings import rendering, targeting
+from okuru.mailings.models import Delivery, Mail, Recipient, TrackedLink
+
+Actor = Any  # HttpRequest | Operator | None, as okuru.accounts.audit.log takes it
+S = Delivery.Status
+LOCKING = (S.RESERVED, S.RUNNING, S.PAUSED)
+TARGET_FIELDS = (
+    "kind",
+    "filter",
+    "view_id",
+    "customer_set",
+    "recipient_list_id",
+    "duplicate_rule",
+    "error_threshold",
+    "address_field",
+    "topic_id",
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Mails
+
+
+def validate_targeting(mail: Mail, specs: dict | None = None) -> None:
+    """Compile the mail's targeting without running it (catches unknown fields, stale
+    sources, ineligible views)."""
+    try:
+        targeting.final_sql(targeting.snapshot(mail), specs if specs is not None else catalogue())
+    except FilterError as e:
+        raise ValidationError({"filter": str(e)}) from None
+
+
+def has_target(mail: Mail) -> bool:
+    return mail.kind != Mail.Kind.SPOT or bool(mail.view_id or mail.recipient_list_id)
+
+
+def is_locked(mail: Mail) -> bool:
+    return mail.pk is not None and mail.deliveries.filter(status__in=LOCKING).exists()
+
+
+def save_mail(mail: Mail, actor: Actor) -> Mail:
+    """Validate and save a mail (new or edited), and sync its tracked links.
+
+    Raises ValidationError for a template problem, a targeting problem, or a targeting change
+    while a delivery of this mail is reserved or running."""
+    specs = catalogue()
+    rendering.validate_templates(mail, specs.keys())
+    with transaction.atomic():
+        if mail.pk is not None:
+            old = Mail.objects.select_for_update().get(pk=mail.pk)
+            changed = [f for f in TARGET_FIELDS if getattr(old, f) != getattr(mail, f)]
+            if changed and is_locked(mail):
+                raise ValidationError(
+                    _(
+                        "This mail has a reserved or running delivery, so its target conditions "
+                        "cannot be changed. Cancel the reservation or create a new mail."
+                    )
+                )
+        if has_target(mail):  # a spot draft may be saved before its view is chosen
+            validate_targeting(mail, specs)
+        mail.updated = timezone.now()
+        created = mail.pk is None
+        mail.save()
+        sync_links(mail)
+        audit.log(actor, "mail.create" if created else "mail.update", f"mail:{mail.pk}")
+    return mail
+
+
+def sync_links(mail: Mail) -> None:
+    """TrackedLinks follow the bodies. Links that left the bodies stay (inactive), because
+    clicks in messages already sent still point at them."""
+    urls = rendering.find_links(mail.html_body, mail.text_body)
+    existing = {link.url: link for link in mail.links.all()}
+    for position, url in enumerate(urls):
+        link = existing.pop(url, None)
+        if link is None:
+            TrackedLink.objects.create(mail=mail, url=url, position=position)
+        elif link.position != position or not link.active:
+            link.position, link.active = position, True
+            link.save(update_fields=["position", "active"])
+    TrackedLink.objects.filter(pk__in=[link.pk for link in existing.values()]).update(active=False)
+
+
+def content_snapshot(mail: Mail) -> dict[str, Any]:
+    """What a delivery sends, fixed when it starts."""
+    links = mail.links.filter(active=True).order_by("position")
+    return {
+        "subject": mail.subject,
+        "text_body": mail.text_body,
+        "html_body": mail.html_body,
+        "from_address": mail.from_address,
+        "from_name": mail.from_name,
+        "reply_to": mail.reply_to,
+        "return_path_domain": mail.return_path_domain,
+        "open_tracking": mail.open_tracking,
+        "click_tracking": mail.click_tracking,
+        "topic_key": mail.topic.key if mail.topic_id else "",
+        "links": [[link.pk, link.url] for link in links],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Deliveries
+
+
+def _change(delivery: Delivery, allowed: tuple, message: str, **values: Any) -> None:
+    n = Delivery.objects.filter(pk=delivery.pk, status__in=allowed).update(**values)
+    if n != 1:
+        delivery.refresh_from_db(fields=["status"])
+        raise ValidationError(message % {"status": delivery.get_status_display()})
+    for k, v in values.items():
+        setattr(delivery, k, v)
+
+
+def create_delivery(mail: Mail, actor: Actor) -> Delivery:
+    with transaction.atomic():
+        delivery = Delivery.objects.create(mail=mail, created_by=_operator(actor))
+        audit.log(actor, "delivery.create", f"delivery:{delivery.pk}", {"mail": mail.pk})
+    return delivery
+
+
+def reserve(delivery: Delivery, actor: Actor, when: datetime | None = None) -> Delivery:
+    """Fix the targeting and schedule the delivery (``when`` None: send now)."""
+    mail = Mail.objects.select_related("topic").get(pk=delivery.mail_id)
+    if mail.kind not in (Mail.Kind.BASIC, Mail.Kind.SPOT):
+        raise ValidationError(_("Only basic mails and spot deliveries can be sent this way."))
+    rendering.validate_templates(mail)
+    validate_targeting(mail)
+    from okuru.mailings.sending import default_relay
+
+    relay = mail.relay or default_relay()
+    now = timezone.now()
+    with transaction.atomic(durable=True):
+        _change(
+            delivery,
+            (S.DRAFT,),
+            _("This delivery is %(status)s; only a draft can be reserved."),
+            status=S.RESERVED,
+            scheduled_at=when or now,
+            targeting=targeting.snapshot(mail),
+            relay=relay,
+        )
+        audit.log(
+            actor,
+            "delivery.reserve",
+            f"delivery:{delivery.pk}",
+            {"scheduled_at": (when or now).isoformat()},
+        )
+        if (when or now) <= now:
+            transaction.on_commit(lambda: _kick(delivery.pk))
+    return delivery
+
+
+def send_now(mail: Mail, actor: Actor) -> Delivery:
+    return reserve(create_delivery(mail, actor), actor, None)
+
+
+def start_delivery(delivery_id: int) -> bool:
+    """Freeze the ledger and mark the delivery running — one transaction, so a crash leaves
+    either a reserved delivery with no ledger or a running one with all of it. False when the
+    delivery is not a due reservation (someone else started it)."""
+    try:
+        with transaction.atomic(durable=True):
+            n = Delivery.objects.filter(
+                pk=delivery_id, status=S.RESERVED, scheduled_at__lte=timezone.now()
+            ).update(status=S.RUNNING, started_at=timezone.now())
+            if n != 1:
+                return False
+            delivery = Delivery.objects.select_related("mail", "mail__topic").get(pk=delivery_id)
+            specs = catalogue()
+            summary = targeting.counts(delivery.targeting, specs)
+            inserted = targeting.fill_ledger(delivery_id, delivery.targeting, specs)
+            Delivery.objects.filter(pk=delivery_id).update(
+                content=content_snapshot(delivery.mail),
+                matched_count=summary["matched"],
+                excluded=summary["excluded"],
+                recipient_count=inserted,
+                last_activity_at=timezone.now(),
+            )
+            audit.log(None, "delivery.start", f"delivery:{delivery_id}", {"recipients": inserted})
+    except FilterError as e:
+        # The targeting went bad since the reservation (say a source delivery left the 3-month
+        # window): stop with the reason rather than send to the wrong people.
+        Delivery.objects.filter(pk=delivery_id, status=S.RESERVED).update(
+            status=S.STOPPED, finished_at=timezone.now(), note=str(e)
+        )
+        return False
+    return True
+
+
+def start_due_deliveries() -> list[int]:
+    """Start due reservations (at most 100 per call); returns the ids started."""
+    due = Delivery.objects.filter(status=S.RESERVED, scheduled_at__lte=timezone.now())
+    return [i for i in list(due.values_list("id", flat=True)[:100]) if start_delivery(i)]
+
+
+def cancel(delivery: Delivery, actor: Actor) -> None:
+    with transaction.atomic(durable=True):
+        _change(
+            delivery,
+            (S.DRAFT, S.RESERVED),
+            _("This delivery is %(status)s; only a draft or a reservation can be cancelled."),
+            status=S.CANCELLED,
+            finished_at=timezone.now(),
+        )
+        audit.log(actor, "delivery.cancel", f"delivery:{delivery.pk}")
+
+
+def pause(delivery: Delivery, actor: Actor) -> None:
+    with transaction.atomic(durable=True):
+        _change(
+            delivery,
+            (S.RUNNING,),
+            _("This delivery is %(status)s; only a running delivery can be paused."),
+            status=S.PAUSED,
+        )
+        audit.log(actor, "delivery.pause", f"delivery:{delivery.pk}")
+
+
+def pause_for_error(delivery_id: int, error: str) -> None:
+    Delivery.objects.filter(pk=delivery_id, status=S.RUNNING).update(
+        status=S.PAUSED, note=_("Paused by the worker: %(error)s") % {"error": error}
+    )
+
+
+def resume(delivery: Delivery, actor: Actor) -> None:
+    with transaction.atomic(durable=True):
+        _change(
+            delivery,
+            (S.PAUSED,),
+            _("This delivery is %(status)s; only a paused delivery can be resumed."),
+            status=S.RUNNING,
+            note="",
+        )
+        audit.log(actor, "delivery.resume", f"delivery:{delivery.pk}")
+        transaction.on_commit(lambda: _kick(delivery.pk))
+
+
+def stop(delivery: Delivery, actor: Actor) -> None:
+    with transaction.atomic(durable=True):
+        _change(
+            delivery,
+            (S.RUNNING, S.PAUSED),
+            _("This delivery is %(status)s; only a running or paused delivery can be stopped."),
+            status=S.STOPPED,
+            finished_at=timezone.now(),
+        )
+        audit.log(actor, "delivery.stop", f"delivery:{delivery.pk}")
+
+
+def resolve_unknown(
+    delivery: Delivery, actor: Actor, resend: bool, recipient_ids: list[int] | None = None
+) -> int:
+    """The operator's decision on "unknown" rows: send them again (they may get a second
+    copy), or leave them unsent for good. Returns how many rows were resolved."""
+    with transaction.atomic(durable=True):
+        d = Delivery.objects.select_for_update().get(pk=delivery.pk)
+        if resend and d.status not in (S.RUNNING, S.PAUSED, S.COMPLETED):
+            raise ValidationError(
+                _("This delivery is %(status)s; its unknown rows cannot be sent again.")
+                % {"status": d.get_status_display()}
+            )
+        rows = Recipient.objects.filter(delivery=d, status=Recipient.Status.UNKNOWN)
+        if recipient_ids is not None:
+            rows = rows.filter(pk__in=recipient_ids)
+        if resend:
+            # Clearing the claim makes a late outcome from the old worker miss this row.
+            n = rows.update(
+                status=Recipient.Status.QUEUED,
+                claim="",
+                next_attempt_at=None,
+                note=_("Sent again by an operator."),
+            )
+            if n and d.status == S.COMPLETED:
+                Delivery.objects.filter(pk=d.pk).update(status=S.RUNNING, finished_at=None)
+        else:
+            n = rows.update(claim="", note=_("Not sent again: an operator decided so."))
+        from okuru.mailings.sending import refresh_counts
+
+        refresh_counts(d.pk)
+        audit.log(
+            actor,
+            "delivery.resolve_unknown",
+            f"delivery:{d.pk}",
+            {"resend": resend, "rows": n},
+        )
+        if resend and n:
+            transaction.on_commit(lambda: _kick(d.pk))
+    delivery.refresh_from_db()
+    return n
+
+
+def _kick(delivery_id: int) -> None:
+    from okuru.mailings.tasks import kick_delivery
+
+    kick_delivery.enqueue(delivery_id)
+
+
+def _operator(actor: Actor) -> Any:
+    user = getattr(actor, "user", actor)
+    return user if getattr(user, "is_authenticated", False) else None
