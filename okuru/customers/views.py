@@ -464,11 +464,12 @@ def field_edit(request: HttpRequest, key: str) -> HttpResponse:
         label, options = form.cleaned_data["label"], form.options()
         try:
             # Both changes or neither.
+            # Options first, so an error about them names the field as the operator knows it.
             with transaction.atomic():
-                if label != field.label:
-                    design.rename_field(key, label, actor=request)
                 if options:
                     design.set_field_options(key, **options, actor=request)
+                if label != field.label:
+                    design.rename_field(key, label, actor=request)
         except design.DesignError as e:
             form.add_error(None, str(e))
         else:
