@@ -115,7 +115,7 @@ def sync_links(mail: Mail) -> None:
 
 def content_snapshot(mail: Mail) -> dict[str, Any]:
     """What a delivery sends, fixed when it starts."""
-    links = mail.links.filter(active=True).order_by("position")
+    links = mail.links.filter(active=True).order_by("position") if mail.pk else []
     return {
         "subject": mail.subject,
         "text_body": mail.text_body,

@@ -60,7 +60,8 @@ def encode_header(text: str) -> str:
     words, chunk = [], b""
     for ch in text:
         b = ch.encode("utf-8")
-        if len(chunk) + len(b) > 45:  # 45 bytes -> 60 base64 chars + 12 = 72 per word
+        # 39 bytes -> 52 base64 chars + 12 = 64 per word: with "Subject: " still under 78.
+        if len(chunk) + len(b) > 39:
             words.append(chunk)
             chunk = b""
         chunk += b

@@ -66,6 +66,7 @@ class Sandbox(SandboxedEnvironment):
             undefined=StrictUndefined,
             finalize=_finalize,
             auto_reload=False,
+            keep_trailing_newline=True,
             cache_size=0,
         )
         self.globals.clear()
@@ -302,7 +303,8 @@ class CompiledMail:
     def _referenced(content: dict[str, Any], specs: dict[str, Any]) -> list[tuple[str, Any]]:
         names: set[str] = set()
         for part in PARTS:
-            names |= meta.find_undeclared_variables(parse_part(part, content.get(part) or ""))
+            ast = environment(part == "html_body").parse(content.get(part) or "")
+            names |= meta.find_undeclared_variables(ast)
         return [(key, specs[key]) for key in sorted(names) if key in specs]
 
     def context(self, recipient_id: int, customer: dict[str, Any]) -> dict[str, Any]:

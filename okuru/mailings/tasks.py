@@ -22,6 +22,9 @@ KICK_SECONDS = 300.0
 
 @task
 def kick_delivery(delivery_id: int) -> None:
+    from okuru.mailings import actions
+
+    actions.start_delivery(delivery_id)  # a due reservation starts here; otherwise a no-op
     worker = sending.Worker()
     found = False
     try:
