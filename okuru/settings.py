@@ -54,6 +54,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "huey.contrib.djhuey",
+    # Django Ninja as an app so that /api/docs uses its bundled Swagger UI, not a CDN.
+    "ninja",
     "okuru.accounts",
     "okuru.customers",
     "okuru.capture",

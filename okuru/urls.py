@@ -1,10 +1,12 @@
 from django.urls import include, path
 
 from okuru.accounts.views import set_language
+from okuru.api.main import api
 
 urlpatterns = [
     path("i18n/setlang/", set_language, name="set_language"),
     path("accounts/", include("okuru.accounts.urls")),
+    path("api/", api.urls),
     path("capture/", include("okuru.capture.urls")),
     path("", include("okuru.customers.urls")),
 ]

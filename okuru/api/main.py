@@ -1,0 +1,22 @@
+"""The API object: token auth on every endpoint, JSON errors, the routers."""
+
+from ninja import NinjaAPI
+
+from okuru.api import customers, dbviews, errors, exports, fields, imports, jobs
+from okuru.api.auth import TokenAuth
+
+api = NinjaAPI(
+    title="Okuru API",
+    version="1",
+    # For integrators, in English (the schema is built once, not per request language).
+    description=(
+        "Customers, database design, database views, imports, exports and jobs. "
+        "Authenticate with an API token from your profile page: "
+        '`Authorization: Bearer <token>`. Errors are JSON: `{"detail": "..."}`.'
+    ),
+    auth=TokenAuth(),
+    urls_namespace="api",
+)
+errors.install(api)
+for module in (customers, fields, dbviews, imports, exports, jobs):
+    api.add_router("", module.router)
