@@ -26,6 +26,7 @@ from django.http import (
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
+from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
@@ -48,6 +49,7 @@ from okuru.customers.forms import (
 from okuru.customers.models import Customer, ExportSetting, Field, Topic, View
 
 PAGE_SIZE = 50
+NUMERIC = ("integer", "number")
 DEFAULT_COLUMNS = ("customer_id", "email", "mobile_email")
 DEFAULT_USER_COLUMNS = 6
 # Exports up to this many rows stream straight to the browser; bigger ones run as a job so a
@@ -85,7 +87,7 @@ def _builder(specs: dict[str, FieldSpec]) -> dict[str, Any]:
         "fields": [
             {
                 "key": s.key,
-                "label": str(s.label),
+                "label": capfirst(str(s.label)),
                 "type": s.type,
                 "choices": list(s.choices),
                 "choiceLabels": topics if s.key == "unsubscribed" else {},
@@ -140,8 +142,8 @@ def _builder_context(specs: dict[str, FieldSpec], tree: dict | str | None) -> di
 def _picker_fields(specs: dict[str, FieldSpec], chosen: list[str]) -> dict[str, Any]:
     """Available and chosen fields for the field picker, chosen ones in their order."""
     return {
-        "chosen_fields": [(k, specs[k].label) for k in chosen if k in specs],
-        "available_fields": [(k, s.label) for k, s in specs.items() if k not in chosen],
+        "chosen_fields": [(k, capfirst(specs[k].label)) for k in chosen if k in specs],
+        "available_fields": [(k, capfirst(s.label)) for k, s in specs.items() if k not in chosen],
     }
 
 
@@ -218,7 +220,10 @@ def customer_list(request: HttpRequest) -> HttpResponse:
         total=total,
         total_display=f"{total:,}",
         columns=columns,
-        rows=[(c, [(s.key, _display(s, row_value(s, c))) for s in columns]) for c in page["rows"]],
+        rows=[
+            (c, [(s.key, _display(s, row_value(s, c)), s.type in NUMERIC) for s in columns])
+            for c in page["rows"]
+        ],
         prev_url="?" + urlencode({**keep, "before": page["prev"]}) if page["prev"] else "",
         next_url="?" + urlencode({**keep, "after": page["next"]}) if page["next"] else "",
         first_url="?" + urlencode(keep),
@@ -254,11 +259,13 @@ def _customer_page(
             "customer": customer,
             "can_write": request.user.has_right("customers_write"),
             "readonly": [
-                (s.label, _display(s, row_value(s, customer)))
+                (capfirst(s.label), _display(s, row_value(s, customer)))
                 for s in STANDARD
                 if s.readonly and customer is not None
             ],
-            "shown": [(s.label, _display(s, row_value(s, customer))) for s in specs.values()]
+            "shown": [
+                (capfirst(s.label), _display(s, row_value(s, customer))) for s in specs.values()
+            ]
             if customer is not None
             else [],
         },
@@ -331,7 +338,7 @@ def _get_view(view_id: int) -> View:
 def view_list(request: HttpRequest) -> HttpResponse:
     specs = catalogue()
     views = [
-        (v, [str(specs[k].label) if k in specs else k for k in v.fields])
+        (v, [capfirst(str(specs[k].label)) if k in specs else k for k in v.fields])
         for v in View.objects.select_related("owner")
     ]
     return render(
