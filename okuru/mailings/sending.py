@@ -79,7 +79,7 @@ class Config:
     retry_base: float = 60.0
     retry_max: float = 3600.0
     retry_window: float = 24 * 3600.0
-    max_rate_wait: float = 2.0
+    max_rate_wait: float = 2.0  # per batch, sleeping for saturated recipient domains
     idle_sleep: float = 1.0
 
 
@@ -174,17 +174,32 @@ def claim(delivery_id: int, token: str, limit: int) -> list[Claimed]:
 
     One statement in autocommit mode, so the claim is committed before any SMTP traffic."""
     now = _adapt(timezone.now())
-    lock = "FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
-    with connection.cursor() as cur:
-        cur.execute(
+    due = (
+        "SELECT r.id FROM mailings_recipient r WHERE r.delivery_id = %s AND r.status = 'queued' "
+        "AND (r.next_attempt_at IS NULL OR r.next_attempt_at <= %s) AND EXISTS (SELECT 1 FROM "
+        "mailings_delivery d WHERE d.id = %s AND d.status = 'running') ORDER BY r.id LIMIT %s"
+    )
+    if connection.vendor == "postgresql":
+        # A MATERIALIZED CTE: with "id IN (subquery … LIMIT … SKIP LOCKED)" the planner may run
+        # the subquery more than once and claim more rows than the limit.
+        query = (
+            f"WITH batch AS MATERIALIZED ({due} FOR UPDATE SKIP LOCKED) "
             "UPDATE mailings_recipient SET status = 'sending', claim = %s, claimed_at = %s "
-            "WHERE id IN (SELECT r.id FROM mailings_recipient r WHERE r.delivery_id = %s "
-            "AND r.status = 'queued' AND (r.next_attempt_at IS NULL OR r.next_attempt_at <= %s) "
-            "AND EXISTS (SELECT 1 FROM mailings_delivery d WHERE d.id = %s "
-            f"AND d.status = 'running') ORDER BY r.id LIMIT %s {lock}) AND status = 'queued' "
-            "RETURNING id, customer_id, address, attempts",
-            [token, now, delivery_id, now, delivery_id, limit],
+            "FROM batch WHERE mailings_recipient.id = batch.id "
+            "AND mailings_recipient.status = 'queued' "
+            "RETURNING mailings_recipient.id, customer_id, address, attempts"
         )
+        params = [delivery_id, now, delivery_id, limit, token, now]
+    else:
+        # SQLite has one writer at a time, so the plain subquery is already exclusive.
+        query = (
+            "UPDATE mailings_recipient SET status = 'sending', claim = %s, claimed_at = %s "
+            f"WHERE id IN ({due}) AND status = 'queued' "
+            "RETURNING id, customer_id, address, attempts"
+        )
+        params = [token, now, delivery_id, now, delivery_id, limit]
+    with connection.cursor() as cur:
+        cur.execute(query, params)
         rows = cur.fetchall()
     rows.sort()
     return [Claimed(*r) for r in rows]
@@ -308,6 +323,8 @@ class Worker:
         self._rotation = 0
         self._last_housekeeping = -1e9
         self._last_counts: dict[int, float] = {}
+        self._sleep_budget = 0.0
+        self._deferred: dict[str, int] = {}
 
     # -- loop ------------------------------------------------------------------------------
 
@@ -383,6 +400,8 @@ class Worker:
             )
         }
         outcomes: list[Outcome] = []
+        self._sleep_budget = self.config.max_rate_wait
+        self._deferred = {}
         started = last_refresh = time.monotonic()
         relay_down = False
         for i, row in enumerate(rows):
@@ -415,10 +434,18 @@ class Worker:
             return Outcome(row.id, "failed", note=_("The customer was deleted before sending."))
         try:
             domain = row.address.rsplit("@", 1)[1].lower()
-            wait = self._rate_wait(p, domain)
-            if wait > self.config.max_rate_wait:
-                later = timezone.now() + timedelta(seconds=wait)
-                return Outcome(row.id, "queued", tried=False, next_attempt_at=later)
+            relay_wait, domain_wait = self._rate_wait(p, domain)
+            if domain_wait > relay_wait:
+                # A saturated domain must not hold up the others: sleep for it only within
+                # the batch's budget, else give the row back, staggered by the domain's rate.
+                extra = domain_wait - relay_wait
+                if extra > self._sleep_budget:
+                    self._deferred[domain] = k = self._deferred.get(domain, 0) + 1
+                    delay = domain_wait + k * p.domains[domain].interval
+                    later = timezone.now() + timedelta(seconds=delay)
+                    return Outcome(row.id, "queued", tried=False, next_attempt_at=later)
+                self._sleep_budget -= extra
+            wait = max(relay_wait, domain_wait)
             if wait:
                 time.sleep(wait)
             rendered = p.compiled.render(row.id, customer)
@@ -445,17 +472,17 @@ class Worker:
             p.domains[domain].take(now)
         return self.transmit(p, row, envelope)
 
-    def _rate_wait(self, p: Prepared, domain: str) -> float:
+    def _rate_wait(self, p: Prepared, domain: str) -> tuple[float, float]:
+        """Seconds until the relay, and the recipient's domain, may take another message."""
         now = time.monotonic()
-        wait = p.relay_limit.wait(now)
-        if p.per_domain:
-            limiter = p.domains.get(domain)
-            if limiter is None:
-                if len(p.domains) > 10_000:  # keep memory flat on very wide deliveries
-                    p.domains.clear()
-                limiter = p.domains[domain] = RateLimiter(p.per_domain)
-            wait = max(wait, limiter.wait(now))
-        return wait
+        if not p.per_domain:
+            return p.relay_limit.wait(now), 0.0
+        limiter = p.domains.get(domain)
+        if limiter is None:
+            if len(p.domains) > 10_000:  # keep memory flat on very wide deliveries
+                p.domains.clear()
+            limiter = p.domains[domain] = RateLimiter(p.per_domain)
+        return p.relay_limit.wait(now), limiter.wait(now)
 
     def transmit(self, p: Prepared, row: Claimed, envelope: Any) -> Outcome:
         conn = self.connections.get(p.relay_key)
