@@ -6,6 +6,7 @@ values are read from text (import, filters, forms) and written back as text (exp
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -176,9 +177,9 @@ def parse_number(raw: str) -> int | float:
     raw = raw.replace(",", "") if "," in raw else raw
     if INT_RE.match(raw):
         return int(raw)
-    if not FLOAT_RE.match(raw):
+    if not FLOAT_RE.match(raw) or not math.isfinite(value := float(raw)):
         raise ValueError(_("not a number: %(value)s") % {"value": raw})
-    return float(raw)
+    return value
 
 
 def parse_date(raw: str) -> str:
@@ -213,6 +214,7 @@ def parse_datetime(raw: str) -> str:
 
 
 def parse_email(raw: str) -> str:
+    raw = unneutralize(raw)  # export neutralises an address that starts like a formula
     if len(raw) > 254 or not EMAIL_RE.match(raw):
         raise ValueError(_("not an e-mail address: %(value)s") % {"value": raw})
     return raw

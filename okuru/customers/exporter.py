@@ -1,0 +1,240 @@
+"""Customer CSV export (エクスポート): chosen fields in chosen order, optionally filtered, streamed.
+
+The rows come from one raw SELECT ordered by Customer ID through a chunked cursor (a server-side
+cursor on PostgreSQL), are formatted with ``fields.format_value`` (which neutralises cells a
+spreadsheet would run as formulas, reversibly) and written through an incremental encoder, so
+memory does not grow with the number of rows.
+
+The header holds each field's label in the current language, which ``fields.header_index`` maps
+back to the field on import; a label that would map to another field (a user label equal to a
+standard one) is written as the key instead. What export writes, import reads back unchanged.
+
+CP932 cannot hold every character. A cell that has no CP932 form stops the export with a
+message naming the row and the field (the operator can export in UTF-8 instead); a download
+already under way is cut short then, so large or CP932 exports should run as jobs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from django.db import connection
+from django.utils.translation import gettext as _
+
+from okuru.customers import filters, sql
+from okuru.customers.fields import FieldSpec, catalogue, format_value, header_index
+from okuru.customers.models import View
+from okuru.lib import csvio
+
+ENCODINGS = {"utf-8": "utf-8-sig", "utf-8-sig": "utf-8-sig", "utf8": "utf-8-sig", "cp932": "cp932"}
+FETCH_ROWS = 5000
+
+
+class ExportError(ValueError):
+    """The export cannot be made, with the message for the operator."""
+
+
+def resolve_encoding(encoding: str) -> str:
+    codec = ENCODINGS.get((encoding or "utf-8").lower())
+    if codec is None:
+        raise ExportError(
+            _("Unknown encoding %(encoding)s: use utf-8 or cp932.") % {"encoding": encoding}
+        )
+    return codec
+
+
+def resolve_fields(keys: list[str], specs: dict[str, FieldSpec]) -> list[FieldSpec]:
+    if not keys:
+        raise ExportError(_("Choose at least one field to export."))
+    chosen = []
+    for key in keys:
+        spec = specs.get(key)
+        if spec is None:
+            raise ExportError(_("Unknown field: %(key)s") % {"key": key})
+        if spec in chosen:
+            raise ExportError(_("%(key)s is chosen twice.") % {"key": key})
+        chosen.append(spec)
+    return chosen
+
+
+def combined_filter(tree: Any, view: View | None) -> dict:
+    """The view's filter AND the given one."""
+    parts = [filters.parse_tree(t) for t in ((view.filter if view else None), tree) if t]
+    if not parts:
+        return filters.parse_tree(None)
+    if len(parts) == 1:
+        return parts[0]
+    return {"match": "all", "conditions": parts}
+
+
+def headers(chosen: list[FieldSpec], specs: dict[str, FieldSpec]) -> list[str]:
+    index = header_index(specs)
+    out = []
+    for s in chosen:
+        label = str(s.label)
+        out.append(label if index.get(label) == s.key else s.key)
+    return out
+
+
+def _select_expr(spec: FieldSpec) -> str:
+    if spec.standard:
+        return f'"{spec.column}"'
+    if connection.vendor == "postgresql":
+        op = "->" if spec.type in ("number", "multiselect") else "->>"
+        return f"(data {op} '{spec.key}')"
+    return f"json_extract(data, '$.{spec.key}')"
+
+
+def _aware(value: Any) -> Any:
+    """SQLite gives naive UTC datetimes (or text), PostgreSQL aware ones."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _formatter(spec: FieldSpec) -> Callable[[Any], str]:
+    """Stored value as the database driver returns it -> cell text."""
+    if spec.type == "multiselect":
+
+        def fmt_multi(value: Any) -> str:
+            if isinstance(value, str):  # JSON text (SQLite, and jsonb as Django loads it)
+                value = json.loads(value)
+            return format_value(spec, value)
+
+        return fmt_multi
+    if spec.type == "number":
+
+        def fmt_number(value: Any) -> str:
+            if isinstance(value, str):
+                value = json.loads(value)
+            return format_value(spec, value)
+
+        return fmt_number
+    if spec.standard and spec.type == "datetime":
+        return lambda value: format_value(spec, _aware(value))
+    return lambda value: format_value(spec, value)
+
+
+def _query(chosen: list[FieldSpec], tree: dict, specs: dict[str, FieldSpec]) -> tuple[str, list]:
+    where, params = filters.compile_filter(tree, specs)
+    columns = ", ".join(["id", *(_select_expr(s) for s in chosen)])
+    return f"SELECT {columns} FROM {sql.TABLE} WHERE {where} ORDER BY id", params
+
+
+def iter_export_chunks(
+    fields: list[str],
+    tree: Any = None,
+    encoding: str = "utf-8-sig",
+    *,
+    view: View | None = None,
+    progress: Callable[[int], Any] | None = None,
+) -> Iterator[bytes]:
+    """The export as chunks of bytes (for a StreamingHttpResponse or a file).
+
+    Checks fields, filter and encoding before the first chunk, so a bad request fails before
+    anything is sent. ``view`` adds its filter (and gives the fields when ``fields`` is empty).
+    The caller writes the operation log (it knows the request or the job).
+    """
+    codec = resolve_encoding(encoding)
+    specs = catalogue()
+    chosen = resolve_fields(list(fields or (view.fields if view else [])), specs)
+    combined = combined_filter(tree, view)
+    try:
+        query, params = _query(chosen, combined, specs)
+    except filters.FilterError as e:
+        raise ExportError(str(e)) from None
+    return _generate(query, params, chosen, specs, codec, progress)
+
+
+def _generate(
+    query: str,
+    params: list,
+    chosen: list[FieldSpec],
+    specs: dict[str, FieldSpec],
+    codec: str,
+    progress: Callable[[int], Any] | None,
+) -> Iterator[bytes]:
+    out = csvio.ChunkWriter(codec)
+    header = headers(chosen, specs)
+    out.writerow(header)
+    yield _encode(out, [header], -1, header, codec)  # the header is row 1
+    formatters = [_formatter(s) for s in chosen]
+    done = 0
+    with connection.chunked_cursor() as cur:
+        cur.execute(query, params)
+        while batch := cur.fetchmany(FETCH_ROWS):
+            rows = [[f(v) for f, v in zip(formatters, r[1:], strict=True)] for r in batch]
+            out.writerows(rows)
+            yield _encode(out, rows, done, header, codec, batch)
+            done += len(rows)
+            if progress is not None:
+                progress(done)
+
+
+def _encode(
+    out: csvio.ChunkWriter,
+    rows: list[list[str]],
+    done: int,
+    header: list[str],
+    codec: str,
+    batch: list | None = None,
+) -> bytes:
+    try:
+        return out.take()
+    except UnicodeEncodeError:
+        pass
+    # Find the first cell that has no form in the encoding, to name it.
+    for n, row in enumerate(rows):
+        for name, cell in zip(header, row, strict=True):
+            try:
+                cell.encode(codec)
+            except UnicodeEncodeError as e:
+                where = _("Row %(row)s") % {"row": done + n + 2}
+                if batch is not None:
+                    where += " (" + _("Customer ID %(id)s") % {"id": batch[n][0]} + ")"
+                raise ExportError(
+                    _(
+                        "%(where)s, %(field)s: the character %(char)s cannot be written in"
+                        " %(encoding)s. Export in UTF-8 instead."
+                    )
+                    % {
+                        "where": where,
+                        "field": name,
+                        "char": repr(e.object[e.start : e.end]),
+                        "encoding": csvio.ENCODING_NAMES.get(codec, codec),
+                    }
+                ) from None
+    raise AssertionError("unreachable: the chunk failed to encode but no cell does")
+
+
+def write_export(
+    out: IO[bytes],
+    fields: list[str],
+    tree: Any = None,
+    encoding: str = "utf-8-sig",
+    *,
+    view: View | None = None,
+    progress: Callable[[int], Any] | None = None,
+) -> int:
+    """Write the export to a binary file; returns the number of customer rows written."""
+    counted = [0]
+
+    def count(done: int) -> None:
+        counted[0] = done
+        if progress is not None:
+            progress(done)
+
+    for chunk in iter_export_chunks(
+        fields=fields,
+        tree=tree,
+        view=view,
+        encoding=encoding,
+        progress=count,
+    ):
+        out.write(chunk)
+    return counted[0]

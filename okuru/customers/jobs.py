@@ -1,0 +1,93 @@
+"""The customer job runners: "import" and "export" (registered with okuru.accounts.jobs).
+
+Params as the UI and the API start them:
+
+* import: ``{path, mode, key, encoding, dry_run, filename}`` (``path`` or the job's input file).
+* export: ``{fields, filter, view_id, encoding}``; the file goes to
+  ``MEDIA_ROOT/exports/<job id>.csv`` and ``job.output_file`` holds its absolute path.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from okuru.accounts import audit
+from okuru.accounts.jobs import JobError, Progress, runner
+from okuru.accounts.models import Job
+from okuru.customers import exporter, filters, importer
+from okuru.customers.models import View
+from okuru.lib import csvio
+
+
+@runner("import", lambda: str(gettext_lazy("Import")))
+def import_job(job: Job, progress: Progress) -> dict[str, Any]:
+    p = job.params
+    path = p.get("path") or job.input_file
+    if not path or not Path(path).is_file():
+        raise JobError(_("The uploaded file is gone."))
+    # Lines, not rows (a quoted cell may hold line breaks): close enough for a progress bar.
+    progress.total(max(0, csvio.count_lines(path) - 1))
+    try:
+        result = importer.run_import(
+            path,
+            mode=p.get("mode", "upsert"),
+            key=p.get("key", "customer_id"),
+            encoding=p.get("encoding", "auto"),
+            dry_run=bool(p.get("dry_run")),
+            operator=job.operator,
+            progress=progress,
+            name=p.get("filename") or "",
+        )
+    except importer.ImportFailed as e:
+        raise JobError(str(e)) from None
+    progress.total(result.rows)
+    return result.as_dict()
+
+
+def export_path(job: Job) -> Path:
+    return Path(settings.MEDIA_ROOT) / "exports" / f"{job.pk}.csv"
+
+
+@runner("export", lambda: str(gettext_lazy("Export")))
+def export_job(job: Job, progress: Progress) -> dict[str, Any]:
+    p = job.params
+    view = None
+    if p.get("view_id"):
+        view = View.objects.filter(pk=p["view_id"]).first()
+        if view is None:
+            raise JobError(_("The database view of this export was deleted."))
+    path = export_path(job)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".part")
+    try:
+        tree = exporter.combined_filter(p.get("filter"), view)
+        progress.total(filters.count(tree))
+        with partial.open("wb") as out:
+            rows = exporter.write_export(
+                out,
+                list(p.get("fields") or []),
+                p.get("filter"),
+                p.get("encoding") or "utf-8-sig",
+                view=view,
+                progress=progress,
+            )
+        os.replace(partial, path)
+    except (exporter.ExportError, filters.FilterError) as e:
+        raise JobError(str(e)) from None
+    finally:
+        partial.unlink(missing_ok=True)
+    job.output_file = str(path.resolve())
+    job.save(update_fields=["output_file"])
+    audit.log(
+        job.operator,
+        "export",
+        f"job {job.pk}",
+        {"rows": rows, "fields": p.get("fields"), "filter": p.get("filter"), "file": path.name},
+    )
+    return {"rows": rows, "file": path.name}
