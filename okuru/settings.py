@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "okuru.customers",
     "okuru.capture",
     "okuru.mailings",
+    "okuru.tracking",
 ]
 
 MIDDLEWARE = [
@@ -196,6 +197,9 @@ DEFAULT_FROM_EMAIL = os.getenv("DEFAULT_FROM_EMAIL", "okuru@localhost")
 # Job-completion e-mails to operators: on by default in the embedded set-up.
 NOTIFY_BY_EMAIL = envbool("NOTIFY_BY_EMAIL", "True")
 CAPTURE_SMTP_PORT = envint("CAPTURE_SMTP_PORT", "2525")
+# Per-recipient delivery detail (ledger rows, events) is purged after this many days (3 months
+# + 1 month); the summary counts stay on each delivery.
+MAILINGS_RETENTION_DAYS = envint("MAILINGS_RETENTION_DAYS", "122")
 
 LOGGING = {
     "version": 1,

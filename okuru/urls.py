@@ -8,5 +8,7 @@ urlpatterns = [
     path("accounts/", include("okuru.accounts.urls")),
     path("api/", api.urls),
     path("capture/", include("okuru.capture.urls")),
+    path("mails/", include("okuru.mailings.urls")),
+    path("t/", include("okuru.tracking.urls")),
     path("", include("okuru.customers.urls")),
 ]
