@@ -679,7 +679,10 @@ class PostgresWriter(Writer):
         self.loaded: list[list[Any]] | None = None
 
     def close(self) -> None:
-        self.cursor.execute(f"DROP TABLE IF EXISTS {self.TEMP}")
+        # After a database error the transaction is aborted and rolls back (and so drops the
+        # table) anyway: do not hide the error behind a second one.
+        with contextlib.suppress(connection.Database.Error):
+            self.cursor.execute(f"DROP TABLE IF EXISTS {self.TEMP}")
         super().close()
 
     def _data_build(self) -> str:
@@ -746,8 +749,9 @@ class PostgresWriter(Writer):
             self.cursor.execute("ROLLBACK TO SAVEPOINT okuru_chunk")
             self.cursor.execute("RELEASE SAVEPOINT okuru_chunk")
             return self._one_by_one(statement, params, rows)
+        count = self.cursor.rowcount
         self.cursor.execute("RELEASE SAVEPOINT okuru_chunk")
-        return self.cursor.rowcount, None, []
+        return count, None, []
 
     def _one_by_one(self, statement: str, params: tuple, rows: list[list[Any]]):
         one = statement + (" AND t.n = %s" if " WHERE " in statement else " WHERE t.n = %s")
@@ -761,8 +765,9 @@ class PostgresWriter(Writer):
                 self.cursor.execute("RELEASE SAVEPOINT okuru_row")
                 failures.append(self._refused(row, e))
                 continue
+            count = self.cursor.rowcount
             self.cursor.execute("RELEASE SAVEPOINT okuru_row")
-            if self.cursor.rowcount:
+            if count:
                 done += 1
             else:
                 missing.append(row)

@@ -148,6 +148,8 @@ def read_rows(path: str | Path, encoding: str) -> Iterator[tuple[int, list[str]]
                     "Row %(row)s has a cell longer than %(limit)s characters (is a quote never"
                     " closed?)."
                 ) % {"row": row + 1, "limit": f"{MAX_FIELD_CHARS:,}"}
+            elif "unexpected end of data" in str(e):
+                message = _("Row %(row)s has a quote that is never closed.") % {"row": row + 1}
             else:
                 message = _("Row %(row)s is not valid CSV: %(error)s") % {
                     "row": row + 1,
