@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from okuru.customers import filters
+from okuru.customers import exporter, filters
 from okuru.customers.fields import (
     MULTI_SEPARATOR,
     FieldSpec,
@@ -369,12 +369,6 @@ class ImportForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["key"].choices = key_choices()
 
-    def clean_file(self) -> Any:
-        upload = self.cleaned_data["file"]
-        if upload.size == 0:
-            raise forms.ValidationError(_("The file is empty."))
-        return upload
-
 
 class ExportForm(forms.Form):
     filter = forms.CharField(required=False, widget=forms.HiddenInput)
@@ -416,8 +410,4 @@ class ExportForm(forms.Form):
 
     def tree(self) -> dict:
         """The export's whole filter: the view's, narrowed by the builder's."""
-        tree = self.cleaned_data["filter"]
-        view = self.cleaned_data.get("view")
-        if view is None:
-            return tree
-        return {"match": "all", "conditions": [filters.parse_tree(view.filter), tree]}
+        return exporter.combined_filter(self.cleaned_data["filter"], self.cleaned_data.get("view"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from django.views.decorators.http import require_GET, require_POST
 from okuru.accounts import audit, jobs
 from okuru.accounts.access import check_rights, require_right
 from okuru.accounts.models import Job
-from okuru.customers import design, filters
+from okuru.customers import design, exporter, filters
 from okuru.customers.fields import STANDARD, FieldSpec, catalogue, format_value, row_value
 from okuru.customers.forms import (
     CustomerForm,
@@ -653,20 +654,42 @@ def _export_filename() -> str:
     return timezone.localtime().strftime("customers-%Y%m%d-%H%M%S.csv")
 
 
-def _export_now(request: HttpRequest, form: ExportForm, tree: dict, rows: int) -> HttpResponse:
-    from okuru.customers import exporter
+def _export_body(fields: list[str], tree: dict, encoding: str) -> Any:
+    """The CSV bytes to send. UTF-8 streams as it is read. CP932 cannot hold every character
+    and the exporter stops at the first one it cannot write, which would cut a streamed
+    download short without a word; so CP932 goes to a temporary file on disk first and a
+    problem becomes a message on the form."""
+    if encoding != "cp932":
+        return exporter.iter_export_chunks(fields, tree, encoding)
+    tmp = tempfile.TemporaryFile()
+    try:
+        exporter.write_export(tmp, fields, tree, encoding)
+    except BaseException:
+        tmp.close()
+        raise
+    tmp.seek(0)
+    return FileResponse(tmp)
 
+
+def _export_now(request: HttpRequest, form: ExportForm, tree: dict, rows: int) -> HttpResponse:
     d = form.cleaned_data
+    try:
+        body = _export_body(d["fields"], tree, d["encoding"])
+    except exporter.ExportError as e:
+        form.add_error(None, str(e))
+        return _export_page(request, form)
     audit.log(
         request,
         "export",
         _("%(count)s customers") % {"count": rows},
         {"fields": d["fields"], "filter": tree, "encoding": d["encoding"], "rows": rows},
     )
-    response = StreamingHttpResponse(
-        exporter.iter_export_chunks(d["fields"], tree, d["encoding"]),
-        content_type=f"text/csv; charset={'cp932' if d['encoding'] == 'cp932' else 'utf-8'}",
-    )
+    charset = "cp932" if d["encoding"] == "cp932" else "utf-8"
+    if isinstance(body, FileResponse):
+        response = body
+        response["Content-Type"] = f"text/csv; charset={charset}"
+    else:
+        response = StreamingHttpResponse(body, content_type=f"text/csv; charset={charset}")
     response["Content-Disposition"] = f'attachment; filename="{_export_filename()}"'
     return response
 
@@ -695,7 +718,14 @@ def export_page(request: HttpRequest) -> HttpResponse:
     if rows <= STREAM_EXPORT_MAX_ROWS:
         return _export_now(request, form, tree, rows)
     d = form.cleaned_data
-    params = {"fields": d["fields"], "filter": tree, "encoding": d["encoding"], "rows": rows}
+    # The runner (customers/jobs.py) combines the view's filter with ours when it runs.
+    params = {
+        "fields": d["fields"],
+        "filter": d["filter"],
+        "view_id": d["view"].pk if d["view"] else None,
+        "encoding": d["encoding"],
+        "rows": rows,
+    }
     job = jobs.start("export", request.user, params=params)
     audit.log(request, "export_start", f"job {job.pk}", params)
     return redirect("accounts:job", job.pk)
