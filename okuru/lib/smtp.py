@@ -106,27 +106,20 @@ class Connection:
             smtp.close()
 
     def send(self, sender: str, recipient: str, data: bytes) -> Reply:
-        """One transaction. ``data`` is the message with CRLF line ends, already dot-stuffed."""
+        """One transaction. ``data`` is the message with CRLF line ends, already dot-stuffed.
+
+        With PIPELINING (RFC 2920; Postfix and most providers offer it) MAIL, RCPT and DATA go
+        in one write: two round trips per message instead of four, which is most of the cost
+        of a message on a fast relay."""
         if self.smtp is None:
             self.open()
         smtp = self.smtp
         assert smtp is not None
         dot_sent = False
         try:
-            for cmd, ok in (
-                (f"mail FROM:<{sender}>", (250,)),
-                (f"rcpt TO:<{recipient}>", (250, 251)),
-            ):
-                smtp.putcmd(cmd)
-                code, msg = smtp.getreply()
-                if code not in ok:
-                    self._reset()
-                    return Reply(code, _text(msg))
-            smtp.putcmd("data")
-            code, msg = smtp.getreply()
-            if code != 354:
-                self._reset()
-                return Reply(code, _text(msg))
+            reply = self._envelope(smtp, sender, recipient)
+            if reply is not None:
+                return reply
             if not data.endswith(b"\r\n"):
                 data += b"\r\n"
             smtp.send(data + b".\r\n")
@@ -142,6 +135,34 @@ class Connection:
                 raise Indeterminate(str(e) or type(e).__name__) from e
             raise ConnectionLost(str(e) or type(e).__name__) from e
 
+    def _envelope(self, smtp: smtplib.SMTP, sender: str, recipient: str) -> Reply | None:
+        """MAIL, RCPT, DATA: None when the server waits for the message (354), else the
+        reply that refused the transaction (which is then reset)."""
+        commands = [f"MAIL FROM:<{sender}>", f"RCPT TO:<{recipient}>", "DATA"]
+        if smtp.has_extn("pipelining"):
+            smtp.send("".join(c + "\r\n" for c in commands))
+            replies = [smtp.getreply() for _ in commands]
+        else:
+            replies = []
+            for c in commands:
+                smtp.putcmd(c)
+                replies.append(smtp.getreply())
+                if replies[-1][0] not in (250, 251, 354):
+                    break
+        failed = next(
+            (r for r, ok in zip(replies, OK_CODES, strict=False) if r[0] not in ok),
+            None,
+        )
+        if failed is None:
+            return None
+        if replies[-1][0] == 354 and len(replies) == 3:
+            # A pipelining server that took DATA although the envelope failed: end the
+            # (empty) message so the session stays in step, then reset.
+            smtp.send(b".\r\n")
+            smtp.getreply()
+        self._reset()
+        return Reply(failed[0], _text(failed[1]))
+
     def _reset(self) -> None:
         # After a refused command the transaction must be reset before the next one; a server
         # that fails RSET is dropped and reconnected on the next message.
@@ -156,6 +177,7 @@ class Connection:
 # ---------------------------------------------------------------------------------------------
 # Error kinds from permanent replies
 
+OK_CODES = ((250,), (250, 251), (354,))  # MAIL, RCPT, DATA
 ENHANCED_RE = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 ENHANCED_KINDS = {
     "5.1.1": "unknown_user",

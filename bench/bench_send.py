@@ -1,0 +1,245 @@
+"""Sending benchmark: N recipients end to end with one worker process, against the bare limit.
+
+    .venv/bin/python bench/bench_send.py [--recipients 100000] [--bare 30000] [--pg]
+
+End to end = ledger claim → render (merge fields, tracked link, open pixel, signed tokens)
+→ MIME → SMTP to a sink in another process (``fast_sink.py``) → ledger update, by one
+``manage.py sendworker --once`` process. The bare limit = a plain ``smtplib`` loop in this
+process pushing pre-rendered messages over one connection to the same sink, in the same run.
+
+Prints messages/s of both, their ratio (targets: ≥ 1,500 msg/s and ≥ 0.6×), the worker's peak
+RSS and its RSS as the run progresses (flat memory). Uses a fresh SQLite file in a temporary
+directory, or with ``--pg`` a fresh PostgreSQL database ``okuru_mail_bench``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import smtplib
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_URL = "postgres://postgres@127.0.0.1:5432/okuru_mail_bench"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def setup_database(pg: bool, tmp: str) -> str:
+    if pg:
+        import psycopg
+
+        with psycopg.connect(
+            "postgres://postgres@127.0.0.1:5432/postgres", autocommit=True
+        ) as conn:
+            conn.execute("DROP DATABASE IF EXISTS okuru_mail_bench")
+            conn.execute("CREATE DATABASE okuru_mail_bench")
+        url = PG_URL
+    else:
+        url = f"sqlite:///{tmp}/bench.sqlite3"
+    os.environ["DATABASE_URL"] = url
+    os.environ["OKURU_DATA_DIR"] = tmp
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "okuru.settings")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    return url
+
+
+def seed(n: int, port: int) -> int:
+    from okuru.customers.models import Customer, Field
+    from okuru.mailings.testing import make_mail, make_relay, start
+
+    Field.objects.create(key="name", label="Name", type="text")
+    step = 5000
+    for i in range(0, n, step):
+        Customer.objects.bulk_create(
+            Customer(email=f"user{j}@example{j % 50}.com", data={"name": f"顧客 {j}"})
+            for j in range(i, min(n, i + step))
+        )
+    make_relay(port, timeout=30)
+    mail = make_mail(
+        subject="{{ name }}様へ 春のセールのお知らせ",
+        text_body=(
+            "{{ name }}様\n\nいつもご利用ありがとうございます。春のセールを開催します。\n"
+            "詳しくは https://shop.example/sale をご覧ください。\n\n"
+            "配信停止: {{ unsubscribe_url }}\n"
+        ),
+        html_body=(
+            "<html><body><p>{{ name }}様</p><p>いつもご利用ありがとうございます。"
+            '春のセールを開催します。</p><p><a href="https://shop.example/sale">セール会場へ</a>'
+            '</p><p><a href="{{ unsubscribe_url }}">配信停止</a></p></body></html>'
+        ),
+    )
+    t = time.perf_counter()
+    delivery = start(mail)
+    print(f"ledger frozen: {delivery.recipient_count} rows in {time.perf_counter() - t:.2f} s")
+    return delivery.pk
+
+
+def prerender(delivery_id: int, count: int) -> list[tuple[str, str, bytes]]:
+    from okuru.customers.fields import catalogue
+    from okuru.customers.models import Customer
+    from okuru.lib import signing
+    from okuru.mailings.messages import MessageBuilder
+    from okuru.mailings.models import Delivery, Recipient
+    from okuru.mailings.rendering import CompiledMail
+
+    d = Delivery.objects.get(pk=delivery_id)
+    compiled = CompiledMail(d.content, catalogue())
+    builder = MessageBuilder(d.pk, d.content)
+    out = []
+    for r in Recipient.objects.filter(delivery=d).order_by("id")[:count]:
+        c = Customer.objects.filter(pk=r.customer_id).values().get()
+        env = builder.build(
+            r.id, r.address, compiled.render(r.id, c), signing.url_for("unsubscribe", r.id)
+        )
+        out.append((env.sender, env.recipient, env.data))
+    return out
+
+
+def bare_loop(port: int, messages: list[tuple[str, str, bytes]], n: int) -> float:
+    smtp = smtplib.SMTP("127.0.0.1", port)
+    smtp.ehlo()
+    t = time.perf_counter()
+    for i in range(n):
+        sender, rcpt, data = messages[i % len(messages)]
+        smtp.sendmail(sender, [rcpt], data)
+    elapsed = time.perf_counter() - t
+    smtp.quit()
+    return n / elapsed
+
+
+def rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def sent_so_far(delivery_id: int) -> int:
+    from okuru.mailings.models import Recipient
+
+    return Recipient.objects.filter(delivery_id=delivery_id, status="sent").count()
+
+
+def end_to_end(url: str, tmp: str, batch: int, delivery_id: int, n: int) -> dict:
+    env = dict(os.environ, DATABASE_URL=url, OKURU_DATA_DIR=tmp)
+    t = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "sendworker", "--once", "--batch-size", str(batch)],
+        cwd=ROOT,
+        env=env,
+    )
+    samples: list[tuple[float, int]] = []  # (fraction sent, RSS KB)
+    done = threading.Event()
+
+    def sample() -> None:
+        from django.db import connection
+
+        while not done.wait(1.0):
+            samples.append((sent_so_far(delivery_id) / n, rss_kb(proc.pid)))
+        connection.close()
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    done.set()
+    sampler.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    from django.db.models import Max, Min
+
+    from okuru.mailings.models import Recipient
+
+    span = Recipient.objects.filter(delivery_id=delivery_id).aggregate(
+        first=Min("sent_at"), last=Max("sent_at")
+    )
+    sending_seconds = (span["last"] - span["first"]).total_seconds()
+    return {
+        "returncode": proc.returncode,
+        "wall": wall,
+        "sending_seconds": sending_seconds,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "samples": samples,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--recipients", type=int, default=100_000)
+    parser.add_argument("--bare", type=int, default=30_000, help="messages in the bare loop")
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--pg", action="store_true")
+    args = parser.parse_args()
+
+    tmp = tempfile.mkdtemp(prefix="okuru-bench-")
+    port = free_port()
+    sink = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "fast_sink.py"), str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
+        url = setup_database(args.pg, tmp)
+        t = time.perf_counter()
+        delivery_id = seed(args.recipients, port)
+        print(f"seeded {args.recipients} customers in {time.perf_counter() - t:.1f} s ({url})")
+
+        bare = bare_loop(port, prerender(delivery_id, 1000), args.bare)
+        print(f"bare smtplib loop:  {bare:8.0f} msg/s ({args.bare} pre-rendered messages)")
+
+        r = end_to_end(url, tmp, args.batch_size, delivery_id, args.recipients)
+        from okuru.mailings.models import Delivery, Recipient
+
+        d = Delivery.objects.get(pk=delivery_id)
+        sent = Recipient.objects.filter(delivery_id=delivery_id, status="sent").count()
+        e2e = args.recipients / r["sending_seconds"]
+        e2e_wall = args.recipients / r["wall"]
+        print(
+            f"end to end:         {e2e:8.0f} msg/s (first to last sent_at, "
+            f"{r['sending_seconds']:.1f} s); {e2e_wall:.0f} msg/s including worker start-up "
+            f"({r['wall']:.1f} s)"
+        )
+        print(f"ratio end-to-end / bare: {e2e / bare:.2f}  (target >= 0.6; rate target >= 1500)")
+        print(f"worker peak RSS: {r['peak_rss_mb']:.0f} MB; RSS by progress:")
+        for frac, kb in r["samples"][:: max(1, len(r["samples"]) // 8)]:
+            print(f"    {frac * 100:5.1f}% sent  {kb / 1024:6.0f} MB")
+        print(f"ledger: {sent} sent of {args.recipients}; delivery {d.status}")
+        if r["returncode"] != 0 or sent != args.recipients or d.status != "completed":
+            sys.exit("benchmark run did not complete cleanly")
+    finally:
+        sink.terminate()
+        if sink.stdout is not None:
+            rest = sink.stdout.read().strip()
+            if rest:
+                print(f"sink: {rest} (bare + end to end)")
+        sink.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+        print(
+            f"bench process peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+        )
+
+
+if __name__ == "__main__":
+    main()
