@@ -64,14 +64,16 @@ def find_click(recipient_id: int, link_id: int) -> tuple[Target, str] | None:
     return Target(recipient_id, row[0], row[1]), row[2]
 
 
-def _first(recipient_id: int, first_field: str, count_field: str, now: Any) -> bool:
-    """Count one more on the ledger row; True when it is the recipient's first."""
+def _first(recipient_id: int, first_field: str, count_field: str, now: Any) -> bool | None:
+    """Count one more on the ledger row; True when it is the recipient's first, None when the
+    row is gone (purged since it was read)."""
     first = Recipient.objects.filter(pk=recipient_id, **{f"{first_field}__isnull": True}).update(
         **{first_field: now, count_field: F(count_field) + 1}
     )
-    if not first:
-        Recipient.objects.filter(pk=recipient_id).update(**{count_field: F(count_field) + 1})
-    return bool(first)
+    if first:
+        return True
+    n = Recipient.objects.filter(pk=recipient_id).update(**{count_field: F(count_field) + 1})
+    return False if n else None
 
 
 def record_open(target: Target) -> bool:
@@ -79,6 +81,8 @@ def record_open(target: Target) -> bool:
     now = timezone.now()
     with transaction.atomic():
         first = _first(target.recipient_id, "first_open_at", "open_count", now)
+        if first is None:
+            return False
         Event.objects.create(
             delivery_id=target.delivery_id,
             recipient_id=target.recipient_id,
@@ -99,6 +103,8 @@ def record_click(target: Target, link_id: int) -> bool:
     now = timezone.now()
     with transaction.atomic():
         first = _first(target.recipient_id, "first_click_at", "click_count", now)
+        if first is None:
+            return False
         implied_open = first and bool(
             Recipient.objects.filter(pk=target.recipient_id, first_open_at__isnull=True).update(
                 first_open_at=now, open_count=F("open_count") + 1
