@@ -9,6 +9,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from okuru.accounts import audit
 from okuru.customers import exporter, filters
@@ -53,7 +54,12 @@ class Command(BaseCommand):
         )
         if target != "-":
             self.stdout.write(
-                _("Exported %(count)s customers to %(file)s.") % {"count": rows, "file": target}
+                ngettext(
+                    "Exported %(count)s customer to %(file)s.",
+                    "Exported %(count)s customers to %(file)s.",
+                    rows,
+                )
+                % {"count": rows, "file": target}
             )
 
     def write(self, target: str, chunks, progress: ProgressLine) -> int:
