@@ -28,9 +28,9 @@ pytestmark = pytest.mark.django_db
 FAST = dict(batch_size=20, retry_base=0.01, retry_max=0.05, idle_sleep=0.01)
 
 
-@pytest.fixture
-def sink():
-    with Sink() as s:
+@pytest.fixture(params=[True, False], ids=["pipelining", "no-pipelining"])
+def sink(request):
+    with Sink(pipelining=request.param) as s:
         make_relay(s.port)
         yield s
 
@@ -304,3 +304,15 @@ def test_classify_falls_back_to_the_text():
     assert smtp.classify(554, "blocked using zen.spamhaus.org") == "spam"
     assert smtp.classify(552, "Requested mail action aborted") == "mailbox_full"
     assert smtp.classify(550, "something else") == "other"
+
+
+def test_the_connection_stays_in_step_after_a_refused_recipient(sink):
+    conn = smtp.Connection(smtp.RelaySettings("127.0.0.1", sink.port, timeout=5))
+    sink.handler.rules["bad@x.example"] = ["550 5.1.1 No such user"]
+    message = b"Subject: x\r\n\r\nhi\r\n"
+    reply = conn.send("a@b.example", "bad@x.example", message)
+    assert (reply.code, reply.text) == (550, "5.1.1 No such user")
+    assert conn.send("a@b.example", "ok@x.example", message).accepted
+    assert conn.smtp.has_extn("pipelining") == sink.handler.pipelining
+    conn.close()
+    assert sink.received == {"ok@x.example": 1}

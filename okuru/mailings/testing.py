@@ -29,7 +29,8 @@ class SinkHandler:
     such user") given at RCPT, "drop" (close the connection at RCPT, before any data), or
     "drop-after-data" (take the message, then close without replying)."""
 
-    def __init__(self) -> None:
+    def __init__(self, pipelining: bool = True) -> None:
+        self.pipelining = pipelining
         self.lock = threading.Lock()
         self.rules: dict[str, list[str]] = {}
         self.messages: list[tuple[str, str, bytes]] = []
@@ -41,6 +42,12 @@ class SinkHandler:
             self.attempts[address] += 1
             actions = self.rules.get(address)
             return actions.pop(0) if actions else ""
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:  # aiosmtpd reads commands in order, so it can take pipelining
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:
         action = self._next(address)
@@ -71,8 +78,8 @@ class SinkHandler:
 class Sink:
     """An aiosmtpd server on a free port in this process."""
 
-    def __init__(self) -> None:
-        self.handler = SinkHandler()
+    def __init__(self, pipelining: bool = True) -> None:
+        self.handler = SinkHandler(pipelining)
         self.port = free_port()
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
 
