@@ -7,6 +7,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from django.core import mail
 from django.test import override_settings
+from django.urls import reverse
 
 from okuru.accounts import jobs
 from okuru.accounts.models import Job, Notification, OperationLog
@@ -215,12 +216,32 @@ def test_the_job_page_polls_until_finished(member, member_client):
     assert 'style="width: 100%"' in page
 
 
-def test_the_job_page_of_a_finished_export_renders(member, member_client):
+def test_the_job_page_of_a_finished_export_links_the_file(member, member_client):
     job = Job.objects.create(
-        kind="export", operator=member, status=Job.Status.SUCCEEDED, result={"rows": 0}
+        kind="export", operator=member, status=Job.Status.SUCCEEDED, result={"rows": 7}
     )
     r = member_client.get(f"/accounts/jobs/{job.pk}/")
     assert r.status_code == 200
+    page = r.content.decode()
+    assert f'href="{reverse("customers:export_download", args=[job.pk])}"' in page
+    assert r.context["result_template"] == "customers/_job_result.html"
+    assert "rows exported" in page
+
+
+def test_the_job_page_without_the_result_partial(member, member_client, monkeypatch):
+    from okuru.accounts import views
+
+    monkeypatch.setattr(views, "_result_template", lambda job: "")
+    job = Job.objects.create(kind="import", operator=member, status=Job.Status.FAILED, error="x")
+    r = member_client.get(f"/accounts/jobs/{job.pk}/")
+    assert r.status_code == 200
+    assert '<p class="error" role="alert">x</p>' in r.content.decode()
+
+
+def test_a_running_export_has_no_download_link(member, member_client):
+    job = Job.objects.create(kind="export", operator=member, status=Job.Status.RUNNING)
+    page = member_client.get(f"/accounts/jobs/{job.pk}/").content.decode()
+    assert "Download the file" not in page
 
 
 def test_the_job_list_shows_own_jobs_and_all_to_admins(owner, member, owner_client, member_client):

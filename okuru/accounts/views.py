@@ -489,7 +489,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     ctx = {
         "job": job,
         "kind_label": jobs.kind_label(job.kind),
-        "result_template": _result_template(job) if job.is_finished else "",
+        "result_template": _result_template(job),
     }
     return render(request, "accounts/job.html", ctx)
 
