@@ -33,6 +33,16 @@ def test_it_saves_the_profile_and_language(member, member_client):
     assert OperationLog.objects.get(action="profile_update").operator_id == member.pk
 
 
+def test_an_empty_language_means_the_browsers(member, member_client):
+    member_client.post("/accounts/profile/", {"language": "ja"})
+    r = member_client.post("/accounts/profile/", {"language": ""})
+    assert r.cookies["django_language"].value == ""
+    member.refresh_from_db()
+    assert member.language == ""
+    page = member_client.get("/accounts/profile/", headers={"accept-language": "en"})
+    assert page.headers["Content-Language"] == "en"
+
+
 def test_it_rejects_a_bad_language(member, member_client):
     r = member_client.post("/accounts/profile/", {"language": "xx"})
     assert "Select a valid choice. xx is not one of the available choices." in r.content.decode()

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.test import Client
 
@@ -71,6 +73,17 @@ def test_a_valid_token_works_and_is_marked_used(member):
     assert r.json() == []
     token.refresh_from_db()
     assert token.last_used is not None
+
+
+def test_writes_need_no_csrf_token(member):
+    # Integrators send a bearer token, never a CSRF token, even when a session cookie is there.
+    _token, key = ApiToken.issue(member, "sync")
+    client = Client(enforce_csrf_checks=True, headers={"authorization": f"Bearer {key}"})
+    client.force_login(member)
+    r = client.post(
+        "/api/views", json.dumps({"name": "All", "fields": ["email"]}), "application/json"
+    )
+    assert r.status_code == 201
 
 
 def test_the_403_names_the_missing_right(outsider):

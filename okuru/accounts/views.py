@@ -154,6 +154,8 @@ def profile(request: HttpRequest) -> HttpResponse:
             response = redirect("accounts:profile")
             if user.language:
                 _set_language_cookie(response, user.language)
+            else:  # back to the browser's language
+                response.delete_cookie(settings.LANGUAGE_COOKIE_NAME)
             return response
     return _render_profile(request, form=form)
 
