@@ -246,6 +246,17 @@ def test_it_exports_a_view_narrowed_by_the_builder(member_client, people):
     assert body(r).decode("utf-8-sig").splitlines()[1:] == ["a@example.com"]
 
 
+def test_it_reports_a_view_whose_filter_no_longer_works(member_client, people):
+    view = View.objects.create(
+        name="Old",
+        fields=["email"],
+        filter={"match": "all", "conditions": [{"field": "gone", "op": "has_value"}]},
+    )
+    r = member_client.post("/export/", export_data(view=str(view.pk)))
+    assert r.status_code == 200
+    assert r.context["form"].errors == {"view": ["Unknown field in filter: gone"]}
+
+
 def test_it_exports_in_cp932(member_client, people):
     people[0].data["name"] = "青木"
     people[0].save()

@@ -207,7 +207,8 @@ def customer_list(request: HttpRequest) -> HttpResponse:
         tree = filters.parse_tree(view.filter if raw is None and view else raw)
         total = filters.count(tree, specs)
     except filters.FilterError as e:
-        ctx.update(_builder_context(specs, request.GET.get("filter", "")[:MAX_FILTER_CHARS]))
+        shown = request.GET.get("filter") or (json.dumps(view.filter) if view else "")
+        ctx.update(_builder_context(specs, shown[:MAX_FILTER_CHARS]))
         ctx.update(filter_error=str(e), columns=[], rows=[])
         return render(request, "customers/list.html", ctx)
     after, before = _int_param(request, "after"), _int_param(request, "before")
@@ -713,8 +714,13 @@ def export_page(request: HttpRequest) -> HttpResponse:
                 request, _("Export settings “%(name)s” saved.") % {"name": setting.name}
             )
             return redirect(reverse("customers:export") + f"?setting={setting.pk}")
-    tree = form.tree()
-    rows = filters.count(tree, specs)
+    try:
+        # The view's own filter is checked only now: it may name a field deleted since.
+        tree = form.tree()
+        rows = filters.count(tree, specs)
+    except filters.FilterError as e:
+        form.add_error("view", str(e))
+        return _export_page(request, form)
     if rows <= STREAM_EXPORT_MAX_ROWS:
         return _export_now(request, form, tree, rows)
     d = form.cleaned_data
