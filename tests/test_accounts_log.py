@@ -2,17 +2,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import pytest
 from django.utils import timezone
 
 from okuru.accounts import audit
 from okuru.accounts.models import OperationLog
-
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    # Full-strength PBKDF2 costs a good part of a second per persona on a shared machine.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def at(day: str) -> datetime:

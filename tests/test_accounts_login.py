@@ -10,13 +10,6 @@ from django.utils import timezone
 from okuru.accounts.models import OperationLog, Operator
 from tests.conftest import PASSWORD, client_for
 
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    # Full-strength PBKDF2 costs a good part of a second per persona on a shared machine.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 LOCKED = "Too many failed log-in attempts. Try again in 15 minutes."
 WRONG = "Wrong user name or password."
 

@@ -6,13 +6,6 @@ from django.contrib.auth.models import Group
 from okuru.accounts.models import RIGHTS, OperationLog, Operator
 from tests.conftest import PASSWORD, client_for, make_group
 
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    # Full-strength PBKDF2 costs a good part of a second per persona on a shared machine.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 NEW_PASSWORD = "plum orchard sunrise 42"
 
 ADMIN_PAGES = [

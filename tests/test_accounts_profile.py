@@ -2,17 +2,8 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from okuru.accounts.models import ApiToken, OperationLog
 from tests.conftest import PASSWORD, client_for
-
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    # Full-strength PBKDF2 costs a good part of a second per persona on a shared machine.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
 
 NEW_PASSWORD = "plum orchard sunrise 42"
 

@@ -8,13 +8,6 @@ from django.test import Client
 from okuru.accounts.models import ApiToken, Operator
 from tests.conftest import client_for
 
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    # Full-strength PBKDF2 costs a good part of a second per persona on a shared machine.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 MISSING = "Authentication required: send the header Authorization: Bearer <token>."
 INVALID = "The API token is not valid: it is unknown or revoked, or its operator is deactivated."
 

@@ -15,12 +15,6 @@ from okuru.customers import design
 from okuru.customers.models import Customer, View
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    # Full-strength PBKDF2 costs a good part of a second per persona on a shared machine.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def api_client(operator: Operator) -> Client:
     _token, key = ApiToken.issue(operator, "tests")
     return Client(

@@ -2,18 +2,11 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from django.test import Client
 
 from okuru.accounts.models import ApiToken, OperationLog, Operator
 from okuru.customers import design
 from okuru.customers.models import View
-
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    # Full-strength PBKDF2 costs a good part of a second per persona on a shared machine.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def api_client(operator: Operator) -> Client:

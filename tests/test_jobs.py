@@ -14,12 +14,6 @@ from okuru.accounts.models import Job, Notification, OperationLog
 from tests.conftest import client_for
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    # Full-strength PBKDF2 costs a good part of a second per persona on a shared machine.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @jobs.runner("acct_test", lambda: "Test job")
 def _run_test_job(job: Job, progress: jobs.Progress) -> dict:
     behaviour = job.params.get("behaviour")
