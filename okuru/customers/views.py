@@ -29,7 +29,7 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
+from django.utils.translation import ngettext, pgettext
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
@@ -114,8 +114,9 @@ def _builder(specs: dict[str, FieldSpec]) -> dict[str, Any]:
         "words": {
             "all": _("All of these conditions (AND)"),
             "any": _("Any of these conditions (OR)"),
-            "and": _("and"),
-            "or": _("or"),
+            # A context keeps these apart from Django's own "and"/"or" (list joining).
+            "and": pgettext("filter conditions", "and"),
+            "or": pgettext("filter conditions", "or"),
             "addCondition": _("+ Condition"),
             "addGroup": _("+ Group"),
             "remove": _("Remove"),
