@@ -186,6 +186,11 @@ class LinkStat:
     unique: int
     total: int
 
+    @property
+    def count(self) -> str:
+        """The name of this link's "clicked" count."""
+        return f"clicked:{self.link_id}"
+
 
 def _rate(part: int, whole: int) -> float | None:
     return round(100.0 * part / whole, 1) if whole else None

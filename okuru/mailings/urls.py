@@ -1,4 +1,34 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from okuru.mailings import views
 
 app_name = "mailings"
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.mail_list, name="list"),
+    path("new/", views.mail_create, name="create"),
+    path("<int:mail_id>/", views.mail_detail, name="detail"),
+    path("<int:mail_id>/edit/", views.mail_edit, name="edit"),
+    path("<int:mail_id>/preview/", views.mail_preview, name="preview"),
+    path("<int:mail_id>/counts/", views.mail_counts, name="counts"),
+    path("<int:mail_id>/test/", views.mail_test, name="test"),
+    path("<int:mail_id>/send/", views.mail_send, name="send"),
+    path("deliveries/", views.delivery_list, name="deliveries"),
+    path("deliveries/<int:delivery_id>/", views.delivery_report, name="report"),
+    path("deliveries/<int:delivery_id>/unknown/", views.delivery_unknown, name="unknown"),
+    path(
+        "deliveries/<int:delivery_id>/<str:action>/",
+        views.delivery_action,
+        name="delivery_action",
+    ),
+    path("deliveries/<int:delivery_id>/events.csv", views.delivery_events, name="events"),
+    path(
+        "deliveries/<int:delivery_id>/recipients/<str:count>/",
+        views.delivery_recipients,
+        name="recipients",
+    ),
+    path(
+        "deliveries/<int:delivery_id>/recipients/<str:count>/export/",
+        views.delivery_export,
+        name="export",
+    ),
+]

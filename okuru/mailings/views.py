@@ -1,0 +1,456 @@
+"""Operator screens for mails and deliveries.
+
+* Mails (right ``mails``): list, create and edit (sender settings, content, tracking, targeting
+  with the customers filter builder plus "narrow further" delivery history conditions, or a
+  spot delivery's view + customer set), preview as a customer, test send, preview counts.
+* Sending (right ``sending``): send now, reserve (配信予約), cancel, pause, resume, stop, and the
+  decision on "unknown" ledger rows.
+* Delivery results, 配信実績 (right ``reports``): the list, a delivery's report with its chart,
+  each count's recipients; exports also need ``export_data``.
+
+Every state change goes through ``okuru.mailings.actions`` (which writes the operation log);
+test sends and exports are logged here.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.db.models import Count, Max
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from okuru.accounts import audit
+from okuru.accounts.access import require_right
+from okuru.customers.fields import catalogue
+from okuru.customers.filters import FilterError
+from okuru.customers.models import Customer
+from okuru.customers.views import _builder_context, _picker_fields
+from okuru.lib import signing, smtp
+from okuru.mailings import actions, forms, rendering, reports, targeting
+from okuru.mailings.messages import MessageBuilder
+from okuru.mailings.models import Delivery, Mail
+
+log = logging.getLogger(__name__)
+PAGE_SIZE = 50
+DEFAULT_EXPORT_FIELDS = ["customer_id"]
+
+# ---------------------------------------------------------------------------------------------
+# Access helpers
+
+
+def _get_mail(mail_id: int) -> Mail:
+    return get_object_or_404(
+        Mail.objects.select_related("topic", "view", "recipient_list", "relay"), pk=mail_id
+    )
+
+
+def _get_delivery(delivery_id: int) -> Delivery:
+    return get_object_or_404(Delivery.objects.select_related("mail", "relay"), pk=delivery_id)
+
+
+def _can(request: HttpRequest, right: str) -> bool:
+    return request.user.has_right(right)
+
+
+# ---------------------------------------------------------------------------------------------
+# Mails
+
+
+@require_right("mails")
+def mail_list(request: HttpRequest) -> HttpResponse:
+    mails = (
+        Mail.objects.select_related("topic")
+        .annotate(delivery_count=Count("deliveries"), last_started=Max("deliveries__started_at"))
+        .order_by("-created", "-id")
+    )
+    page = Paginator(mails, PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "mailings/list.html", {"page": page})
+
+
+def _form_page(request: HttpRequest, mail: Mail) -> HttpResponse:
+    """Create and edit: the mail form, the history rows (basic) and the customer set (spot)."""
+    data = request.POST if request.method == "POST" else None
+    form = forms.MailForm(data, instance=mail)
+    _builder, history_conds = forms.split_filter(mail.filter)
+    history = forms.history_formset("h", data, history_conds)
+    cset = forms.history_formset("cs", data, (mail.customer_set or {}).get("conditions", []))
+    if data is not None and form.is_valid() and history.is_valid() and cset.is_valid():
+        created = mail.pk is None
+        built = form.build(forms.conditions_of(history), forms.conditions_of(cset))
+        try:
+            actions.save_mail(built, request)
+        except ValidationError as e:
+            forms.apply_errors(form, e)
+        else:
+            messages.success(
+                request,
+                (_("Mail “%(name)s” created.") if created else _("Mail “%(name)s” saved."))
+                % {"name": built.name},
+            )
+            return redirect("mailings:detail", built.pk)
+    ctx: dict[str, Any] = {
+        "form": form,
+        "mail": mail,
+        "history": history,
+        "cset": cset,
+        "locked": actions.is_locked(mail),
+        "kind": form["kind"].value() or mail.kind,
+    }
+    ctx.update(_builder_context(catalogue(), form["filter"].value()))
+    status = 400 if data is not None else 200
+    return render(request, "mailings/form.html", ctx, status=status)
+
+
+@require_right("mails")
+def mail_create(request: HttpRequest) -> HttpResponse:
+    kind = request.POST.get("kind") or request.GET.get("kind") or Mail.Kind.BASIC
+    if kind not in (Mail.Kind.BASIC, Mail.Kind.SPOT):
+        kind = Mail.Kind.BASIC
+    return _form_page(request, Mail(kind=kind, owner=request.user))
+
+
+@require_right("mails")
+def mail_edit(request: HttpRequest, mail_id: int) -> HttpResponse:
+    return _form_page(request, _get_mail(mail_id))
+
+
+@require_right("mails")
+def mail_detail(request: HttpRequest, mail_id: int) -> HttpResponse:
+    mail = _get_mail(mail_id)
+    ctx = {
+        "mail": mail,
+        "deliveries": mail.deliveries.order_by("-created", "-id")[:50],
+        "locked": actions.is_locked(mail),
+        "links": mail.links.filter(active=True),
+        "send_form": forms.SendForm(),
+        "test_form": forms.TestSendForm(),
+        "preview_form": forms.PreviewForm(),
+        "can_send": _can(request, "sending"),
+        "can_report": _can(request, "reports"),
+    }
+    return render(request, "mailings/detail.html", ctx)
+
+
+# ---------------------------------------------------------------------------------------------
+# Preview and test send
+
+
+def _placeholder_urls(kind: str, recipient_id: int, link_id: int | None) -> str:
+    """Previews and tests have no ledger row: their unsubscribe and view links lead to the
+    "link not valid" page instead of acting on somebody."""
+    return f"{signing.tracking_root()}/t/{signing.KINDS[kind]}/preview"
+
+
+def _customer_values(customer_id: int | None) -> dict[str, Any]:
+    from okuru.mailings.sending import CUSTOMER_COLUMNS
+
+    qs = Customer.objects.values(*CUSTOMER_COLUMNS)
+    row = qs.filter(pk=customer_id).first() if customer_id else qs.order_by("id").first()
+    if row is None:  # no customer yet: merge fields render empty
+        row = {c: None for c in CUSTOMER_COLUMNS} | {"id": 0, "data": {}}
+    return row
+
+
+def _render(mail: Mail, customer_id: int | None) -> rendering.Rendered:
+    """The mail as ``customer_id`` would get it, without tracking (the links are the mail's
+    own and no pixel is added: a preview must not count as an open)."""
+    content = actions.content_snapshot(mail)
+    content.update(open_tracking=False, click_tracking=False)
+    compiled = rendering.CompiledMail(content, catalogue(), _placeholder_urls)
+    return compiled.render(0, _customer_values(customer_id))
+
+
+@require_right("mails")
+def mail_preview(request: HttpRequest, mail_id: int) -> HttpResponse:
+    mail = _get_mail(mail_id)
+    form = forms.PreviewForm(request.GET or None)
+    customer_id = form.cleaned_data.get("customer") if form.is_valid() else None
+    ctx: dict[str, Any] = {"mail": mail, "form": form}
+    if not form.errors:
+        try:
+            ctx["rendered"] = _render(mail, customer_id)
+        except Exception as e:  # a template that validated may still fail on odd data
+            ctx["render_error"] = _("The mail cannot be rendered: %(error)s") % {"error": e}
+    return render(request, "mailings/preview.html", ctx)
+
+
+def _send_test(mail: Mail, addresses: list[str], customer_id: int | None) -> list[str]:
+    """Send the rendered mail to ``addresses`` through the mail's relay; returns the refusals."""
+    from okuru.mailings.sending import default_relay
+
+    rendered = _render(mail, customer_id)
+    rendered = rendering.Rendered(
+        subject=_("[TEST] %(subject)s") % {"subject": rendered.subject},
+        text=rendered.text,
+        html=rendered.html,
+    )
+    content = actions.content_snapshot(mail)
+    content["return_path_domain"] = ""  # bounces of a test have no ledger row to land on
+    builder = MessageBuilder(0, content)
+    relay = mail.relay or default_relay()
+    conn = smtp.Connection(
+        smtp.RelaySettings(
+            relay.host, relay.port, relay.security, relay.username, relay.password, relay.timeout
+        )
+    )
+    refused = []
+    try:
+        for address in addresses:
+            env = builder.build(0, address, rendered, _placeholder_urls("unsubscribe", 0, None))
+            reply = conn.send(env.sender, env.recipient, env.data)
+            if not reply.accepted:
+                refused.append(f"{address}: {reply}")
+    finally:
+        conn.close()
+    return refused
+
+
+@require_POST
+@require_right("mails")
+def mail_test(request: HttpRequest, mail_id: int) -> HttpResponse:
+    mail = _get_mail(mail_id)
+    form = forms.TestSendForm(request.POST)
+    if not form.is_valid():
+        for errors in form.errors.values():
+            for error in errors:
+                messages.error(request, error)
+        return redirect("mailings:detail", mail.pk)
+    addresses = form.cleaned_data["addresses"]
+    try:
+        rendering.validate_templates(mail)
+        refused = _send_test(mail, addresses, form.cleaned_data.get("customer"))
+    except ValidationError as e:
+        messages.error(request, " ".join(e.messages))
+        return redirect("mailings:detail", mail.pk)
+    except (OSError, smtp.ConnectionLost, smtp.Indeterminate) as e:
+        messages.error(request, _("The test could not be sent: %(error)s") % {"error": e})
+        return redirect("mailings:detail", mail.pk)
+    audit.log(request, "mail.test_send", f"mail:{mail.pk}", {"to": addresses, "refused": refused})
+    if refused:
+        messages.error(request, _("The relay refused: %(list)s") % {"list": "; ".join(refused)})
+    else:
+        messages.success(request, _("Test sent to %(list)s.") % {"list": ", ".join(addresses)})
+    return redirect("mailings:detail", mail.pk)
+
+
+@require_right("mails")
+def mail_counts(request: HttpRequest, mail_id: int) -> HttpResponse:
+    mail = _get_mail(mail_id)
+    ctx: dict[str, Any] = {"mail": mail}
+    if not actions.has_target(mail):
+        ctx["error"] = _("Choose a view or a recipient list first.")
+    else:
+        try:
+            ctx["counts"] = targeting.preview(mail)
+        except FilterError as e:
+            ctx["error"] = str(e)
+    if "counts" in ctx:
+        ctx["excluded"] = [
+            (reason, reason_label(reason), n) for reason, n in ctx["counts"]["excluded"].items()
+        ]
+    return render(request, "mailings/counts.html", ctx)
+
+
+def reason_label(reason: str) -> str:
+    return {
+        "deleted": _("Customer deleted"),
+        "no_address": _("No address"),
+        "refused": _("Refusal flag"),
+        "unsubscribed": _("Unsubscribed from the topic"),
+        "list_cleaning": _("List cleaning"),
+        "error_count": _("Error count at or over the threshold"),
+        "duplicate": _("Duplicate address"),
+    }.get(reason, reason)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sending
+
+
+@require_POST
+@require_right("sending")
+def mail_send(request: HttpRequest, mail_id: int) -> HttpResponse:
+    mail = _get_mail(mail_id)
+    form = forms.SendForm(request.POST)
+    if not form.is_valid():
+        for error in form.errors.get("when", []):
+            messages.error(request, error)
+        return redirect("mailings:detail", mail.pk)
+    when = form.cleaned_data.get("when") if request.POST.get("action") == "reserve" else None
+    if request.POST.get("action") == "reserve" and when is None:
+        messages.error(request, _("Choose the time to reserve the delivery for."))
+        return redirect("mailings:detail", mail.pk)
+    try:
+        # Check before creating the delivery, so a refused send leaves no stray draft.
+        rendering.validate_templates(mail)
+        actions.validate_targeting(mail)
+        delivery = actions.reserve(actions.create_delivery(mail, request), request, when)
+    except ValidationError as e:
+        messages.error(request, " ".join(e.messages))
+        return redirect("mailings:detail", mail.pk)
+    if when is None:
+        messages.success(request, _("Delivery #%(id)s is starting.") % {"id": delivery.pk})
+    else:
+        messages.success(request, _("Delivery #%(id)s is reserved.") % {"id": delivery.pk})
+    return redirect("mailings:report", delivery.pk)
+
+
+DELIVERY_ACTIONS = {
+    "cancel": (actions.cancel, "Delivery #%(id)s cancelled."),
+    "pause": (actions.pause, "Delivery #%(id)s paused."),
+    "resume": (actions.resume, "Delivery #%(id)s resumed."),
+    "stop": (actions.stop, "Delivery #%(id)s stopped."),
+}
+
+
+@require_POST
+@require_right("sending")
+def delivery_action(request: HttpRequest, delivery_id: int, action: str) -> HttpResponse:
+    if action not in DELIVERY_ACTIONS:
+        raise Http404
+    delivery = _get_delivery(delivery_id)
+    do, done = DELIVERY_ACTIONS[action]
+    try:
+        do(delivery, request)
+    except ValidationError as e:
+        messages.error(request, " ".join(e.messages))
+    else:
+        messages.success(request, _(done) % {"id": delivery.pk})
+    return redirect("mailings:report", delivery.pk)
+
+
+@require_POST
+@require_right("sending")
+def delivery_unknown(request: HttpRequest, delivery_id: int) -> HttpResponse:
+    delivery = _get_delivery(delivery_id)
+    choice = request.POST.get("resend")
+    if choice not in ("yes", "no"):
+        messages.error(request, _("Choose whether to send the unknown rows again."))
+        return redirect("mailings:report", delivery.pk)
+    try:
+        n = actions.resolve_unknown(delivery, request, resend=choice == "yes")
+    except ValidationError as e:
+        messages.error(request, " ".join(e.messages))
+    else:
+        if choice == "yes":
+            messages.success(request, _("%(n)s unknown rows will be sent again.") % {"n": n})
+        else:
+            messages.success(request, _("%(n)s unknown rows will not be sent.") % {"n": n})
+    return redirect("mailings:report", delivery.pk)
+
+
+# ---------------------------------------------------------------------------------------------
+# Delivery results (配信実績)
+
+
+@require_right("reports")
+def delivery_list(request: HttpRequest) -> HttpResponse:
+    page = Paginator(reports.deliveries(), PAGE_SIZE).get_page(request.GET.get("page"))
+    cutoff = targeting.source_cutoff()
+    rows = [
+        (d, d.started_at is not None and d.started_at >= cutoff, _rates(d))
+        for d in page.object_list
+    ]
+    return render(request, "mailings/deliveries.html", {"page": page, "rows": rows})
+
+
+def _rates(d: Delivery) -> dict[str, float | None]:
+    sent = d.sent_count
+    return {
+        "open": round(100.0 * d.open_unique / sent, 1) if sent else None,
+        "click": round(100.0 * d.click_unique / sent, 1) if sent else None,
+    }
+
+
+@require_right("reports")
+def delivery_report(request: HttpRequest, delivery_id: int) -> HttpResponse:
+    delivery = _get_delivery(delivery_id)
+    summary = reports.summary(delivery)
+    ctx = {
+        "delivery": delivery,
+        "s": summary,
+        "chart": reports.chart_svg(reports.series(delivery)),
+        "can_send": _can(request, "sending"),
+        "can_export": _can(request, "export_data"),
+        "excluded": [(r, reason_label(r), n) for r, n in summary["excluded"].items()],
+    }
+    return render(request, "mailings/report.html", ctx)
+
+
+def _count_or_404(delivery: Delivery, count: str) -> str:
+    try:
+        label = reports.count_label(delivery, count)
+        reports.count_condition(delivery, count)
+    except (reports.ReportError, ValueError):
+        raise Http404(_("Unknown count: %(count)s") % {"count": count}) from None
+    return label
+
+
+@require_right("reports")
+def delivery_recipients(request: HttpRequest, delivery_id: int, count: str) -> HttpResponse:
+    delivery = _get_delivery(delivery_id)
+    label = _count_or_404(delivery, count)
+    after = request.GET.get("after", "")
+    rows, next_after = reports.page(delivery, count, int(after) if after.isdigit() else None)
+    ctx: dict[str, Any] = {
+        "delivery": delivery,
+        "count": count,
+        "label": label,
+        "rows": rows,
+        "next_after": next_after,
+        "paged": bool(after),
+        "total": reports.recipients(delivery, count).count(),
+        "purged": reports.is_purged(delivery),
+        "can_export": _can(request, "export_data"),
+        "export_form": forms.ExportForm(),
+    }
+    ctx.update(_picker_fields(catalogue(), DEFAULT_EXPORT_FIELDS))
+    return render(request, "mailings/recipients.html", ctx)
+
+
+def _csv_response(chunks: Any, filename: str, encoding: str) -> StreamingHttpResponse:
+    charset = "cp932" if encoding == "cp932" else "utf-8"
+    response = StreamingHttpResponse(chunks, content_type=f"text/csv; charset={charset}")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@require_right("reports", "export_data")
+def delivery_export(request: HttpRequest, delivery_id: int, count: str) -> HttpResponse:
+    delivery = _get_delivery(delivery_id)
+    _count_or_404(delivery, count)
+    fields = request.GET.getlist("fields")
+    encoding = request.GET.get("encoding") or "utf-8-sig"
+    try:
+        chunks = reports.iter_recipient_export(delivery, count, fields, encoding)
+    except reports.ReportError as e:
+        messages.error(request, str(e))
+        return redirect("mailings:recipients", delivery.pk, count)
+    audit.log(
+        request,
+        "delivery.export_recipients",
+        f"delivery:{delivery.pk}",
+        {"count": count, "fields": fields, "encoding": encoding},
+    )
+    name = f"delivery-{delivery.pk}-{count.replace(':', '-')}.csv"
+    return _csv_response(chunks, name, encoding)
+
+
+@require_right("reports", "export_data")
+def delivery_events(request: HttpRequest, delivery_id: int) -> HttpResponse:
+    delivery = _get_delivery(delivery_id)
+    encoding = request.GET.get("encoding") or "utf-8-sig"
+    try:
+        chunks = reports.iter_event_export(delivery, encoding)
+    except reports.ReportError as e:
+        messages.error(request, str(e))
+        return redirect("mailings:report", delivery.pk)
+    audit.log(request, "delivery.export_events", f"delivery:{delivery.pk}", {"encoding": encoding})
+    return _csv_response(chunks, f"delivery-{delivery.pk}-events.csv", encoding)
