@@ -1,0 +1,130 @@
+"""Export benchmark: N customers to a CSV file, against the bare limit, in the same run.
+
+    .venv/bin/python bench/bench_export.py [--rows 1000000]
+
+SQLite by default (a fresh file in a temporary directory); with ``DATABASE_URL=postgres://...``
+a fresh PostgreSQL database ``okuru_bench_io``. Never the development database.
+
+The export (``okuru.customers.exporter.write_export``: customer_id, email, note, plan, points,
+refused, unsubscribed, UTF-8 with BOM, formula guard, labels) runs in a child process that
+reports its time and peak RSS. The bare limit, in another child, runs the same SELECT through
+the same kind of cursor and writes the raw values with ``csv.writer``, formatting nothing.
+Target (issue #2): >= 250,000 rows/s; peak memory < 300 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import customers_db  # noqa: E402
+
+FIELDS = ["customer_id", "email", "note", "plan", "points", "refused", "unsubscribed"]
+
+
+def child_export(path: str) -> dict:
+    from okuru.customers.exporter import write_export
+
+    start = time.perf_counter()
+    with open(path, "wb") as out:
+        rows = write_export(out, FIELDS)
+    return {"seconds": time.perf_counter() - start, "rows": rows}
+
+
+def child_bare(path: str) -> dict:
+    from django.db import connection
+
+    from okuru.customers import exporter
+    from okuru.customers.fields import catalogue
+
+    specs = catalogue()
+    query, params = exporter._query([specs[k] for k in FIELDS], {}, specs)
+    start = time.perf_counter()
+    rows = 0
+    with open(path, "w", newline="", encoding="utf-8") as out:
+        w = csv.writer(out)
+        with connection.chunked_cursor() as cur:
+            cur.execute(query, params)
+            while batch := cur.fetchmany(exporter.FETCH_ROWS):
+                w.writerows(batch)
+                rows += len(batch)
+    return {"seconds": time.perf_counter() - start, "rows": rows}
+
+
+def child_main(args: argparse.Namespace) -> None:
+    customers_db.use(args.url, args.tmp)
+    out = (child_export if args.child == "export" else child_bare)(args.file)
+    out["rss_mb"] = customers_db.peak_rss_mb()
+    print(json.dumps(out))
+
+
+def run_child(kind: str, url: str, tmp: str, path: Path) -> dict:
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        kind,
+        "--url",
+        url,
+        "--tmp",
+        tmp,
+        "--file",
+        str(path),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        sys.exit(f"{kind} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--child", choices=["export", "bare"])
+    parser.add_argument("--url")
+    parser.add_argument("--tmp")
+    parser.add_argument("--file")
+    args = parser.parse_args()
+    if args.child:
+        return child_main(args)
+
+    url, tmp = customers_db.prepare()
+    from django.db import connection
+
+    vendor = connection.vendor
+    t = time.perf_counter()
+    customers_db.seed(args.rows)
+    connection.close()
+    print(f"{vendor}: seeded {args.rows:,} customers in {time.perf_counter() - t:.1f} s")
+    path = Path(tmp) / "export.csv"
+    exp = run_child("export", url, tmp, path)
+    size = path.stat().st_size / 1e6
+    with path.open("rb") as f:
+        head = io.TextIOWrapper(f, encoding="utf-8-sig").readline().strip()
+    bare = run_child("bare", url, tmp, path)
+    rate, bare_rate = exp["rows"] / exp["seconds"], bare["rows"] / bare["seconds"]
+    print(
+        f"export {exp['rows']:,} rows ({size:.0f} MB, header {head!r}): {exp['seconds']:.2f} s ="
+        f" {rate:,.0f} rows/s | bare limit {bare['seconds']:.2f} s = {bare_rate:,.0f} rows/s"
+        f" | ratio {rate / bare_rate:.2f} | peak RSS export {exp['rss_mb']:.0f} MB"
+        f" (bare {bare['rss_mb']:.0f} MB)",
+        flush=True,
+    )
+    if vendor == "sqlite":
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        path.unlink()
+
+
+if __name__ == "__main__":
+    main()
