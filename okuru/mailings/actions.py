@@ -331,3 +331,68 @@ def _kick(delivery_id: int) -> None:
 def _operator(actor: Actor) -> Any:
     user = getattr(actor, "user", actor)
     return user if getattr(user, "is_authenticated", False) else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Preview and test sends (no ledger)
+
+
+def preview_message(mail: Mail, customer: Any | None = None) -> rendering.Rendered:
+    """The mail as ``customer`` (a Customer, or None for an empty sample) would get it.
+
+    Tracking URLs carry recipient id 0, which no ledger row has: clicking them in a preview
+    records nothing. The HTML is the message as sent; show it in a sandboxed frame."""
+    from okuru.customers.models import Customer
+
+    row = {"id": 0, "data": {}}
+    if customer is not None:
+        row = Customer.objects.filter(pk=customer.pk).values().get()
+    compiled = rendering.CompiledMail(content_snapshot(mail), catalogue())
+    return compiled.render(0, row)
+
+
+def send_test_message(mail: Mail, addresses: list[str], actor: Actor, customer: Any | None = None) -> int:
+    """Send the mail as ``customer`` to a few addresses now, through the mail's relay.
+
+    Raises ValidationError naming a bad address or the relay's refusal."""
+    from okuru.lib import smtp
+    from okuru.mailings.messages import BadAddress, MessageBuilder, check_address
+    from okuru.mailings.sending import default_relay
+
+    if not addresses or len(addresses) > 10:
+        raise ValidationError(_("Give between 1 and 10 addresses for a test send."))
+    for a in addresses:
+        try:
+            check_address(a)
+        except BadAddress:
+            raise ValidationError(
+                _("Not a valid e-mail address: %(address)s") % {"address": a}
+            ) from None
+    rendering.validate_templates(mail)
+    rendered = preview_message(mail, customer)
+    builder = MessageBuilder(0, content_snapshot(mail))
+    relay = mail.relay or default_relay()
+    conn = smtp.Connection(
+        smtp.RelaySettings(
+            relay.host, relay.port, relay.security, relay.username, relay.password, relay.timeout
+        )
+    )
+    from okuru.lib import signing
+
+    try:
+        for a in addresses:
+            envelope = builder.build(0, a, rendered, signing.url_for("unsubscribe", 0))
+            reply = conn.send(builder.from_address, a, envelope.data)
+            if not reply.accepted:
+                raise ValidationError(
+                    _("The relay refused the test message to %(address)s: %(reply)s")
+                    % {"address": a, "reply": str(reply)}
+                )
+    except (smtp.ConnectionLost, smtp.Indeterminate) as e:
+        raise ValidationError(
+            _("The test message could not be sent: %(error)s") % {"error": e}
+        ) from None
+    finally:
+        conn.close()
+    audit.log(actor, "mail.test_send", f"mail:{mail.pk}", {"addresses": addresses})
+    return len(addresses)
