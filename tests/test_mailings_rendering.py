@@ -238,3 +238,21 @@ def test_tokens_reject_forged_and_mutated_values():
             signing.read_token("click", bad)
     with pytest.raises(signing.BadToken):
         signing.read_token("unsubscribe", signing.make_token("open", 42))
+
+
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        (
+            "from_address",
+            "news@shop.example\r\nBcc: x@evil.example",
+            "Not a valid e-mail address: ",
+        ),
+        ("reply_to", "a b@shop.example", "Not a valid e-mail address: a b@shop.example"),
+        ("return_path_domain", "bounce..example", "Not a valid domain: bounce..example"),
+    ],
+)
+def test_it_rejects_bad_sender_settings(field, value, message):
+    with pytest.raises(ValidationError) as e:
+        actions.save_mail(mail_with(**{field: value}), None)
+    assert e.value.message_dict[field][0].startswith(message)

@@ -19,6 +19,7 @@ the delivery running. A stopped delivery's queued rows stay queued and are never
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -76,6 +77,7 @@ def save_mail(mail: Mail, actor: Actor) -> Mail:
     Raises ValidationError for a template problem, a targeting problem, or a targeting change
     while a delivery of this mail is reserved or running."""
     specs = catalogue()
+    validate_sender(mail)
     rendering.validate_templates(mail, specs.keys())
     with transaction.atomic():
         if mail.pk is not None:
@@ -96,6 +98,34 @@ def save_mail(mail: Mail, actor: Actor) -> Mail:
         sync_links(mail)
         audit.log(actor, "mail.create" if created else "mail.update", f"mail:{mail.pk}")
     return mail
+
+
+DOMAIN_RE = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
+)
+
+
+def validate_sender(mail: Mail) -> None:
+    """Addresses that go into headers and the SMTP envelope must be plain addresses."""
+    from okuru.mailings.messages import BadAddress, check_address
+
+    for field in ("from_address", "reply_to"):
+        value = getattr(mail, field)
+        if not value and field == "reply_to":
+            continue
+        try:
+            check_address(value or "")
+        except BadAddress:
+            raise ValidationError(
+                {field: _("Not a valid e-mail address: %(address)s") % {"address": value}}
+            ) from None
+    if mail.return_path_domain and not DOMAIN_RE.match(mail.return_path_domain):
+        raise ValidationError(
+            {
+                "return_path_domain": _("Not a valid domain: %(domain)s")
+                % {"domain": mail.return_path_domain}
+            }
+        )
 
 
 def sync_links(mail: Mail) -> None:
@@ -351,7 +381,9 @@ def preview_message(mail: Mail, customer: Any | None = None) -> rendering.Render
     return compiled.render(0, row)
 
 
-def send_test_message(mail: Mail, addresses: list[str], actor: Actor, customer: Any | None = None) -> int:
+def send_test_message(
+    mail: Mail, addresses: list[str], actor: Actor, customer: Any | None = None
+) -> int:
     """Send the mail as ``customer`` to a few addresses now, through the mail's relay.
 
     Raises ValidationError naming a bad address or the relay's refusal."""
