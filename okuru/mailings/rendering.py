@@ -260,6 +260,7 @@ class Rendered:
     subject: str
     text: str | None
     html: str | None
+    unsubscribe_url: str = ""  # for the List-Unsubscribe header
 
 
 def display_value(value: Any) -> Any:
@@ -297,15 +298,13 @@ class CompiledMail:
         self.subject = environment(False).from_string(content.get("subject") or "")
         self.text = environment(False).from_string(text) if text.strip() else None
         self.html = environment(True).from_string(html) if html.strip() else None
-        self.fields = self._referenced(content, specs)
-
-    @staticmethod
-    def _referenced(content: dict[str, Any], specs: dict[str, Any]) -> list[tuple[str, Any]]:
         names: set[str] = set()
         for part in PARTS:
             ast = environment(part == "html_body").parse(content.get(part) or "")
             names |= meta.find_undeclared_variables(ast)
-        return [(key, specs[key]) for key in sorted(names) if key in specs]
+        # Only what the templates use is computed per recipient (fields, the browser URL).
+        self.fields = [(key, specs[key]) for key in sorted(names) if key in specs]
+        self.wants_view_url = "view_in_browser_url" in names
 
     def context(self, recipient_id: int, customer: dict[str, Any]) -> dict[str, Any]:
         data = customer.get("data") or {}
@@ -316,7 +315,8 @@ class CompiledMail:
         ctx["customer_id"] = customer["id"]
         urls = self.urls
         ctx["unsubscribe_url"] = urls("unsubscribe", recipient_id, None)
-        ctx["view_in_browser_url"] = urls("view", recipient_id, None)
+        if self.wants_view_url:
+            ctx["view_in_browser_url"] = urls("view", recipient_id, None)
         if self.open_tracking:
             ctx["OKURU_OPEN"] = urls("open", recipient_id, None)
         for link_id in self.link_ids:
@@ -329,6 +329,7 @@ class CompiledMail:
             subject=header_safe(self.subject.render(ctx)),
             text=self.text.render(ctx) if self.text else None,
             html=self.html.render(ctx) if self.html else None,
+            unsubscribe_url=ctx["unsubscribe_url"],
         )
 
 

@@ -449,9 +449,7 @@ class Worker:
             if wait:
                 time.sleep(wait)
             rendered = p.compiled.render(row.id, customer)
-            envelope = p.builder.build(
-                row.id, row.address, rendered, p.urls("unsubscribe", row.id, None)
-            )
+            envelope = p.builder.build(row.id, row.address, rendered, rendered.unsubscribe_url)
         except (BadAddress, IndexError):
             return Outcome(
                 row.id,
