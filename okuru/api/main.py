@@ -4,6 +4,7 @@ from ninja import NinjaAPI
 
 from okuru.api import customers, dbviews, errors, exports, fields, imports, jobs
 from okuru.api.auth import TokenAuth
+from okuru.mailings import api as mailings_api
 
 api = NinjaAPI(
     title="Okuru API",
@@ -20,3 +21,4 @@ api = NinjaAPI(
 errors.install(api)
 for module in (customers, fields, dbviews, imports, exports, jobs):
     api.add_router("", module.router)
+api.add_router("", mailings_api.router)
