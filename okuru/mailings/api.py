@@ -194,6 +194,16 @@ def delivery_json(d: Delivery) -> dict[str, Any]:
     }
 
 
+def new_mail(payload: MailIn, owner: Any) -> Mail:
+    """The unsaved mail a ``MailIn`` describes (the CLI's ``okuru mails create`` too)."""
+    if payload.kind not in (Mail.Kind.BASIC, Mail.Kind.SPOT):
+        raise bad_request(_("Unknown kind %(kind)s: use basic or spot.") % {"kind": payload.kind})
+    values = payload.dict(exclude={"topic"})
+    values["filter"] = values["filter"] or {}
+    values["customer_set"] = values["customer_set"] or {}
+    return Mail(**values, topic=_topic(payload.topic), owner=owner)
+
+
 def _save(request: HttpRequest, mail: Mail) -> Mail:
     try:
         return actions.save_mail(mail, request)
@@ -227,13 +237,7 @@ def create_mail(request: HttpRequest, payload: MailIn):
     ``delivery_history`` conditions). Spot: ``view_id`` + optional ``customer_set``, or
     ``recipient_list_id``."""
     operator = require(request, "mails")
-    if payload.kind not in (Mail.Kind.BASIC, Mail.Kind.SPOT):
-        raise bad_request(_("Unknown kind %(kind)s: use basic or spot.") % {"kind": payload.kind})
-    values = payload.dict(exclude={"topic"})
-    values["filter"] = values["filter"] or {}
-    values["customer_set"] = values["customer_set"] or {}
-    mail = Mail(**values, topic=_topic(payload.topic), owner=operator)
-    return Status(201, mail_json(_save(request, mail)))
+    return Status(201, mail_json(_save(request, new_mail(payload, operator))))
 
 
 @router.get("/mails/{mail_id}", summary="Get a mail")
