@@ -7,7 +7,7 @@ import socket
 from email.message import EmailMessage
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from okuru.accounts import jobs
 from okuru.accounts.models import Job
@@ -176,11 +176,14 @@ def test_it_sends_anonymous_visitors_to_the_login_page(client):
     assert r["Location"].startswith("/accounts/login/")
 
 
-@pytest.mark.django_db(transaction=True)
 def test_capture_smtp_command_refuses_a_port_in_use():
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        with pytest.raises(OSError):
+        with pytest.raises(CommandError) as e:
             call_command("capture-smtp", "--port", str(port))
+    assert str(e.value) == (
+        f"Cannot use 127.0.0.1:{port} for the capture SMTP server: Address already in use. "
+        "Stop what uses it or choose another port."
+    )

@@ -8,6 +8,7 @@ import threading
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from okuru.accounts.management.commands.run import check_port_free
 from okuru.capture.smtp import make_controller
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -21,6 +22,8 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=settings.CAPTURE_SMTP_PORT)
 
     def handle(self, *args, host: str, port: int, **options) -> None:
+        # aiosmtpd reports a port in use only after its 10 s ready timeout: check first.
+        check_port_free(host, port, "capture SMTP server")
         controller = make_controller(host, port)
         controller.start()
         stop = threading.Event()
