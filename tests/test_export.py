@@ -25,6 +25,13 @@ def english():
 
 
 @pytest.fixture
+def owner(owner):
+    owner.language = "en"  # jobs speak their operator's language
+    owner.save(update_fields=["language"])
+    return owner
+
+
+@pytest.fixture
 def fields(db):
     Topic.objects.create(key="news", name="News")
     Topic.objects.create(key="sale", name="Sale")
@@ -257,3 +264,21 @@ def test_the_export_job_fails_cleanly(fields, owner, settings, tmp_path):
         "Note: the character '😀' cannot be written in CP932 (Shift_JIS). Export in UTF-8 instead."
     )
     assert list((tmp_path / "exports").iterdir()) == []  # no partial file is left
+
+
+def test_japanese_headers_read_back(fields, tmp_path):
+    c = Customer.objects.create(email="a@example.com", refused=True, data={"note": "x"})
+    path = tmp_path / "ja.csv"
+    with translation.override("ja"), path.open("wb") as out:
+        write_export(out, ["customer_id", "email", "refused", "note"])
+    header = path.read_bytes().decode("utf-8-sig").splitlines()[0]
+    with translation.override("ja"):
+        assert (
+            header
+            == ",".join(str(catalogue()[k].label) for k in ("customer_id", "email", "refused"))
+            + ",Note"
+        )
+    result = run_import(path, mode="update", key="customer_id")
+    assert (result.updated, result.rejected) == (1, 0)
+    c.refresh_from_db()
+    assert (c.refused, c.data) == (True, {"note": "x"})

@@ -21,6 +21,13 @@ def english():
 
 
 @pytest.fixture
+def owner(owner):
+    owner.language = "en"  # jobs speak their operator's language
+    owner.save(update_fields=["language"])
+    return owner
+
+
+@pytest.fixture
 def fields(db):
     Topic.objects.create(key="news", name="News")
     Topic.objects.create(key="sale", name="Sale")

@@ -439,7 +439,9 @@ def _prefetch(make: Callable[[], Iterator[Chunk]], depth: int = 2) -> Iterator[C
         return False
 
     def work() -> None:
-        translation.activate(lang)
+        # Translations are per thread: the parser's messages speak the caller's language.
+        if lang:
+            translation.activate(lang)
         try:
             for item in make():
                 if not put(("item", item)):
