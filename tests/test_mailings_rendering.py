@@ -6,6 +6,7 @@ from email import message_from_bytes, policy
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.utils import translation
 
 from okuru.customers.fields import catalogue
 from okuru.customers.models import Customer, Field
@@ -17,6 +18,13 @@ from okuru.mailings.rendering import CompiledMail, find_links, validate_template
 from okuru.mailings.testing import make_mail
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def english():
+    # Messages are asserted in English; the default language is Japanese.
+    with translation.override("en"):
+        yield
 
 
 def mail_with(**kw) -> Mail:

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from okuru.customers import filters
 from okuru.customers.filters import FilterError
@@ -24,6 +24,13 @@ from okuru.mailings.models import (
 from okuru.mailings.testing import make_mail, make_relay, start
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def english():
+    # Messages are asserted in English; the default language is Japanese.
+    with translation.override("en"):
+        yield
 
 
 @pytest.fixture

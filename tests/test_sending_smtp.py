@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from okuru.accounts.models import OperationLog
 from okuru.customers.models import Customer, Field
@@ -24,6 +24,14 @@ from okuru.mailings.testing import (
 )
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def english():
+    # Messages are asserted in English; the default language is Japanese.
+    with translation.override("en"):
+        yield
+
 
 FAST = dict(batch_size=20, retry_base=0.01, retry_max=0.05, idle_sleep=0.01)
 

@@ -9,7 +9,7 @@ from io import StringIO
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from okuru.accounts.models import OperationLog
 from okuru.customers.models import Customer, Field
@@ -18,6 +18,13 @@ from okuru.mailings.models import Delivery, Recipient
 from okuru.mailings.testing import Sink, make_customers, make_mail, make_relay, start
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def english():
+    # Messages are asserted in English; the default language is Japanese.
+    with translation.override("en"):
+        yield
 
 
 @pytest.fixture
