@@ -36,12 +36,6 @@ def make_operator(username: str, rights: list[str] | None, group_name: str = "")
     return op
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    # Full-strength hashing costs ~0.3 s per operator created; tests don't need the strength.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def owner(db) -> Operator:
     return make_operator("owner", [r for r, _ in RIGHTS], "Administrators")
