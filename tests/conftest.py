@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import Group, Permission
 from django.test import Client
+from django.utils import translation
 
 from okuru.accounts.models import RIGHTS, Operator
 
@@ -34,6 +35,14 @@ def make_operator(username: str, rights: list[str] | None, group_name: str = "")
     if rights:
         op.groups.add(make_group(group_name or f"{username}-group", rights))
     return op
+
+
+@pytest.fixture(autouse=True)
+def _english_by_default(settings):
+    # The product defaults to Japanese; tests assert English messages unless they ask for ja.
+    settings.LANGUAGE_CODE = "en"
+    with translation.override("en"):
+        yield
 
 
 @pytest.fixture
