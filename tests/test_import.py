@@ -551,3 +551,10 @@ def test_the_import_job_fails_with_the_reason(fields, tmp_path, owner):
         " needs a column Customer ID.; Row 1, Nickname: Unknown column: no field has this key or"
         " label."
     )
+
+
+def test_errors_are_listed_in_file_order(fields, tmp_path):
+    Customer.objects.create(email="a@example.com", data={"code": "M1"})
+    path = write(tmp_path, "Customer ID,Member code,Age\n,M1,1\n,M2,x\n99999,M3,2\n")
+    result = run_import(path, mode="upsert", key="customer_id")
+    assert [e.row for e in result.errors] == [2, 3, 4]

@@ -828,6 +828,7 @@ class Importer:
     def __init__(self, plan: Plan, specs: dict[str, FieldSpec], result: ImportResult):
         self.plan = plan
         self.result = result
+        self.pending: list[RowError] = []
         writer_class = PostgresWriter if connection.vendor == "postgresql" else SqliteWriter
         self.writer = writer_class(plan, specs)
 
@@ -836,7 +837,7 @@ class Importer:
         result.rows += chunk.read
         result.skipped += chunk.skipped
         result.rejected += chunk.rejected
-        result.add_errors(chunk.errors)
+        self.pending = list(chunk.errors)
         updates, inserts = self.classify(chunk.rows)
         inserts = self.check_required(inserts)
         updated, missing, failures = self.writer.update(updates)
@@ -849,6 +850,8 @@ class Importer:
         inserted, insert_failures = self.writer.insert(inserts)
         result.inserted += inserted
         self.reject(failures + insert_failures)
+        # The chunk's errors in file order, whichever step found them.
+        result.add_errors(sorted(self.pending, key=lambda e: e.row))
 
     def classify(self, rows: list[list[Any]]) -> tuple[list[list[Any]], list[list[Any]]]:
         """Split rows into updates (with their customer's id) and inserts, per the mode."""
@@ -891,17 +894,16 @@ class Importer:
             return inserts
         for r in inserts:
             self.result.rejected += 1
-            self.result.add_errors(
-                [RowError(r[0], str(s.label), _("a value is required")) for s in missing]
+            self.pending.extend(
+                RowError(r[0], str(s.label), _("a value is required")) for s in missing
             )
         return []
 
     def reject(self, failures: list[Failure]) -> None:
         if not failures:
             return
-        failures.sort(key=lambda f: f.row[0])
         self.result.rejected += len({id(f.row) for f in failures})
-        self.result.add_errors([RowError(f.row[0], f.column, f.reason) for f in failures])
+        self.pending.extend(RowError(f.row[0], f.column, f.reason) for f in failures)
 
 
 def resolve_encoding(path: str | Path, encoding: str) -> str:
