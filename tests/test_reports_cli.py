@@ -32,7 +32,7 @@ def run(*args: str) -> str:
 def delivery():
     d = sent_delivery(3)
     rows = list(Recipient.objects.filter(delivery=d).order_by("id"))
-    recording.record_open(recording.find_recipient(rows[1].pk))
+    recording.record_open(rows[1].pk)
     Recipient.objects.filter(pk=rows[2].pk).update(status="unknown", sent_at=None)
     from okuru.mailings.sending import refresh_counts
 

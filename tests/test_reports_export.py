@@ -89,7 +89,7 @@ def test_event_export_has_one_row_per_event(delivery):
     link = TrackedLink.objects.get(mail=d.mail)
     link.name = "sale"
     link.save()
-    t = [recording.find_recipient(r.pk) for r in d.rows]
+    t = [r.pk for r in d.rows]
     recording.record_open(t[0])
     recording.record_click(t[0], link.pk)
     recording.record_click(t[1], link.pk)
@@ -112,7 +112,7 @@ def test_event_export_has_one_row_per_event(delivery):
 
 def test_event_export_names_unnamed_links_by_url(delivery):
     link = TrackedLink.objects.get(mail=delivery.mail)
-    recording.record_click(recording.find_recipient(delivery.rows[2].pk), link.pk)
+    recording.record_click(delivery.rows[2].pk, link.pk)
     rows = read(reports.iter_event_export(delivery))
     assert [delivery.rows[2].customer_id, "click:https://shop.example/sale"] in [
         [int(r[0]), r[1]] for r in rows[1:]
@@ -158,3 +158,13 @@ def test_flag_route_with_chosen_fields_round_trips_unchanged(delivery, tmp_path)
     result = importer.run_import(path, mode="update", key="customer_id")
     assert result.rejected == 0 and result.updated == 4
     assert {c.pk: (c.email, c.data) for c in Customer.objects.all()} == before
+
+
+def test_a_count_is_a_customers_filter_condition(delivery):
+    tree = {"match": "all", "conditions": [reports.count_filter(delivery, "errors")]}
+    assert list(filters.filtered(tree).values_list("id", flat=True)) == [
+        delivery.rows[3].customer_id
+    ]
+    bad = {"match": "all", "conditions": [{"kind": "delivery_count", "delivery": 0}]}
+    with pytest.raises(filters.FilterError, match="No such delivery: 0"):
+        filters.count(bad)

@@ -29,8 +29,8 @@ def delivery():
     link = TrackedLink.objects.get(mail=d.mail)
     link.name = "sale page"
     link.save()
-    recording.record_open(recording.find_recipient(rows[0].pk))
-    recording.record_click(recording.find_recipient(rows[1].pk), link.pk)
+    recording.record_open(rows[0].pk)
+    recording.record_click(rows[1].pk, link.pk)
     Recipient.objects.filter(pk=rows[3].pk).update(
         status="failed", error_kind="mailbox_full", sent_at=None
     )

@@ -12,6 +12,13 @@ from okuru.tracking.testing import sent_delivery, urls_for
 from okuru.tracking.views import GIF
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def english(settings):
+    settings.LANGUAGE_CODE = "en"  # the pages answer in the visitor's language, else this
+
+
 SALE = "https://shop.example/sale"
 
 
@@ -103,7 +110,7 @@ def test_pixel_answers_when_the_ledger_row_is_gone(client, delivery, rows):
 
 
 def test_pixel_answers_when_recording_fails(client, delivery, rows, monkeypatch):
-    def broken(target):
+    def broken(recipient_id):
         raise RuntimeError("database on fire")
 
     monkeypatch.setattr(views.recording, "record_open", broken)
@@ -236,7 +243,7 @@ def test_click_head_redirects_without_recording(client, delivery, rows):
 
 
 def test_click_redirects_when_recording_fails(client, delivery, rows, monkeypatch):
-    def broken(target, link_id):
+    def broken(recipient_id, link_id):
         raise RuntimeError("database on fire")
 
     monkeypatch.setattr(views.recording, "record_click", broken)
@@ -253,9 +260,10 @@ def test_an_inactive_link_still_redirects_for_mail_already_sent(client, delivery
 def test_concurrent_counts_never_exceed_recipients(delivery, rows):
     from okuru.tracking import recording
 
-    target = recording.find_recipient(rows[0].pk)
-    for _i in range(5):
-        recording.record_open(target)
+    assert recording.record_open(rows[0].pk) is True
+    for _i in range(4):
+        assert recording.record_open(rows[0].pk) is False
+    assert recording.record_open(10**9) is None
     assert counters(delivery)[:2] == (1, 5)
     assert Delivery.objects.get(pk=delivery.pk).open_unique <= delivery.recipient_count
 

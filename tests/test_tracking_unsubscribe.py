@@ -13,6 +13,11 @@ from okuru.tracking.testing import sent_delivery, urls_for
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def english(settings):
+    settings.LANGUAGE_CODE = "en"  # the pages answer in the visitor's language, else this
+
+
 @pytest.fixture
 def topics():
     return [

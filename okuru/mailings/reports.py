@@ -48,8 +48,8 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 
 from okuru.accounts import audit
-from okuru.customers import exporter, sql
-from okuru.customers.fields import catalogue
+from okuru.customers import exporter, filters, sql
+from okuru.customers.filters import FilterError
 from okuru.lib import csvio
 from okuru.mailings import targeting
 from okuru.mailings.models import Delivery, ErrorKind, Event, Recipient, TrackedLink
@@ -411,21 +411,47 @@ def iter_recipient_export(
 ) -> Iterator[bytes]:
     """The customers of a count as CSV chunks: Customer ID first, then ``fields``.
 
-    Checks everything before the first chunk (unknown count, field, encoding: ``ReportError``)
-    so a bad request fails before a download starts. The caller writes the operation log."""
+    This is the customers export itself with one condition, ``delivery_count`` (below), so
+    the file is what the customers export writes and the importer reads. Checks everything
+    before the first chunk (unknown count, field, encoding: ``ReportError``) so a bad request
+    fails before a download starts. The caller writes the operation log."""
+    recipients(delivery, count)  # an unknown count fails here, with its own message
     keys = ["customer_id", *[k for k in fields if k != "customer_id"]]
+    tree = {"match": "all", "conditions": [count_filter(delivery, count)]}
     try:
-        codec = exporter.resolve_encoding(encoding)
-        specs = catalogue()
-        chosen = exporter.resolve_fields(keys, specs)
+        return exporter.iter_export_chunks(keys, tree, encoding)
     except exporter.ExportError as e:
         raise ReportError(str(e)) from None
-    ledger_sql, params = recipients(delivery, count).values("customer_id").query.sql_with_params()
-    columns = ", ".join(["id", *(exporter._select_expr(s) for s in chosen)])
-    # The ledger subquery is a semi-join over the (delivery_id, customer_id) unique index; the
-    # customers come out in Customer ID order through the exporter's chunked cursor.
-    query = f"SELECT {columns} FROM {sql.TABLE} WHERE id IN ({ledger_sql}) ORDER BY id"
-    return exporter._generate(query, list(params), chosen, specs, codec, None)
+
+
+def count_filter(delivery: Delivery, count: str) -> dict[str, Any]:
+    """A customers filter condition: "is among the recipients of this count"."""
+    return {"kind": "delivery_count", "delivery": delivery.pk, "count": count}
+
+
+def compile_delivery_count(cond: dict[str, Any]) -> tuple[str, list[Any]]:
+    """The ``delivery_count`` filter condition as SQL: a semi-join over the ledger's
+    (delivery_id, customer_id) unique index. Unlike ``delivery_history`` it has no 3-month
+    window: it serves exports of any delivery whose detail is still kept."""
+    delivery = Delivery.objects.filter(pk=_int(cond.get("delivery"))).first()
+    if delivery is None:
+        raise FilterError(_("No such delivery: %(id)s") % {"id": cond.get("delivery")})
+    try:
+        qs = recipients(delivery, str(cond.get("count", "")))
+    except ReportError as e:
+        raise FilterError(str(e)) from None
+    sub, params = qs.values("customer_id").query.sql_with_params()
+    return f'"{sql.TABLE}"."id" IN ({sub})', list(params)
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+filters.register_kind("delivery_count", compile_delivery_count)
 
 
 def event_label(kind: str, link_name: str = "", link_url: str = "") -> str:

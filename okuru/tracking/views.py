@@ -84,10 +84,7 @@ def _invalid(request: HttpRequest) -> HttpResponse:
 
 def open_pixel(request: HttpRequest, token: str) -> HttpResponse:
     try:
-        t = signing.read_token("open", token)
-        target = recording.find_recipient(t.recipient_id)
-        if target is not None:
-            recording.record_open(target)
+        recording.record_open(signing.read_token("open", token).recipient_id)
     except signing.BadToken:
         log.info("open pixel with a bad token")
     except Exception:
@@ -100,13 +97,12 @@ def click(request: HttpRequest, token: str) -> HttpResponse:
         t = signing.read_token("click", token)
     except signing.BadToken:
         return _invalid(request)
-    found = recording.find_click(t.recipient_id, t.link_id or 0)
-    if found is None or not is_safe_target(found[1]):
+    url = recording.find_click(t.recipient_id, t.link_id or 0)
+    if url is None or not is_safe_target(url):
         return _invalid(request)
-    target, url = found
     if request.method == "GET":  # HEAD: link checkers, not people
         try:
-            recording.record_click(target, t.link_id or 0)
+            recording.record_click(t.recipient_id, t.link_id or 0)
         except Exception:
             log.exception("could not record a click")
     return _private(HttpResponseRedirect(url))
