@@ -317,3 +317,14 @@ def test_each_link_redirects_to_its_own_url(client):
     for url in ("https://a.example/1", "https://b.example/2", SALE):
         r = client.get(urls[f"click:{url}"])
         assert r.status_code == 302 and r["Location"] == url
+
+
+def test_the_hot_paths_take_few_queries(client, delivery, rows, django_assert_max_num_queries):
+    urls = urls_for(rows[0])
+    # Open: UPDATE … RETURNING, INSERT event, UPDATE delivery (+ savepoint and release).
+    with django_assert_max_num_queries(5):
+        assert client.get(urls["open"]).status_code == 200
+    # A first click: the link check, the count, the implied open, the events, the delivery
+    # (+ savepoint and release).
+    with django_assert_max_num_queries(7):
+        assert client.get(urls[f"click:{SALE}"]).status_code == 302

@@ -24,6 +24,7 @@ from django.db.models import Count, Max
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from okuru.accounts import audit
@@ -303,10 +304,10 @@ def mail_send(request: HttpRequest, mail_id: int) -> HttpResponse:
 
 
 DELIVERY_ACTIONS = {
-    "cancel": (actions.cancel, "Delivery #%(id)s cancelled."),
-    "pause": (actions.pause, "Delivery #%(id)s paused."),
-    "resume": (actions.resume, "Delivery #%(id)s resumed."),
-    "stop": (actions.stop, "Delivery #%(id)s stopped."),
+    "cancel": (actions.cancel, gettext_lazy("Delivery #%(id)s cancelled.")),
+    "pause": (actions.pause, gettext_lazy("Delivery #%(id)s paused.")),
+    "resume": (actions.resume, gettext_lazy("Delivery #%(id)s resumed.")),
+    "stop": (actions.stop, gettext_lazy("Delivery #%(id)s stopped.")),
 }
 
 
@@ -322,7 +323,7 @@ def delivery_action(request: HttpRequest, delivery_id: int, action: str) -> Http
     except ValidationError as e:
         messages.error(request, " ".join(e.messages))
     else:
-        messages.success(request, _(done) % {"id": delivery.pk})
+        messages.success(request, str(done) % {"id": delivery.pk})
     return redirect("mailings:report", delivery.pk)
 
 
