@@ -204,7 +204,7 @@ def end_to_end(url: str, tmp: str, batch: int, delivery_id: int, n: int) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--recipients", type=int, default=100_000)
-    parser.add_argument("--bare", type=int, default=30_000, help="messages in the bare loop")
+    parser.add_argument("--bare", type=int, default=20_000, help="messages per bare loop run")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--pg", action="store_true")
     args = parser.parse_args()
@@ -223,13 +223,16 @@ def main() -> None:
         delivery_id = seed(args.recipients, port)
         print(f"seeded {args.recipients} customers in {time.perf_counter() - t:.1f} s ({url})")
 
+        # The machine is shared: measure the bare loops before and after the end-to-end run
+        # and compare with their mean, so a change of load between phases shows up.
         messages = prerender(delivery_id, 1000)
-        bare = bare_loop(port, messages, args.bare)
-        print(f"bare smtplib loop:  {bare:8.0f} msg/s ({args.bare} pre-rendered messages)")
-        piped = bare_pipelined_loop(port, messages, args.bare)
-        print(f"bare pipelined loop:{piped:8.0f} msg/s (okuru.lib.smtp, same messages)")
+        bare1 = bare_loop(port, messages, args.bare)
+        piped1 = bare_pipelined_loop(port, messages, args.bare)
 
         r = end_to_end(url, tmp, args.batch_size, delivery_id, args.recipients)
+        bare2 = bare_loop(port, messages, args.bare)
+        piped2 = bare_pipelined_loop(port, messages, args.bare)
+        bare, piped = (bare1 + bare2) / 2, (piped1 + piped2) / 2
         from okuru.mailings.models import Delivery, Recipient
 
         d = Delivery.objects.get(pk=delivery_id)
@@ -237,7 +240,15 @@ def main() -> None:
         e2e = args.recipients / r["sending_seconds"]
         e2e_wall = args.recipients / r["wall"]
         print(
-            f"end to end:         {e2e:8.0f} msg/s (first to last sent_at, "
+            f"bare smtplib loop:   {bare:6.0f} msg/s (before {bare1:.0f}, after {bare2:.0f}; "
+            f"{args.bare} pre-rendered messages each)"
+        )
+        print(
+            f"bare pipelined loop: {piped:6.0f} msg/s (before {piped1:.0f}, after {piped2:.0f}; "
+            "okuru.lib.smtp, same messages)"
+        )
+        print(
+            f"end to end:          {e2e:6.0f} msg/s (first to last sent_at, "
             f"{r['sending_seconds']:.1f} s); {e2e_wall:.0f} msg/s including worker start-up "
             f"({r['wall']:.1f} s)"
         )
