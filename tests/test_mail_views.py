@@ -68,9 +68,13 @@ def mail_data(**overrides) -> dict[str, str]:
         "filter": json.dumps({"match": "all", "conditions": []}),
         "customer_set_match": "all",
     }
-    data.update(formset("h", overrides.pop("history", None)))
-    data.update(formset("cs", overrides.pop("customer_set", None)))
+    # As a browser sends it: only the rows of the mail's kind are on the page.
+    history, customer_set = overrides.pop("history", None), overrides.pop("customer_set", None)
     data.update(overrides)
+    if data["kind"] == "spot":
+        data.update(formset("cs", customer_set))
+    else:
+        data.update(formset("h", history))
     return data
 
 
@@ -411,3 +415,24 @@ def test_mail_detail_lists_deliveries_and_topics(member_client, mail):
     r = member_client.get(f"/mails/{mail.pk}/")
     assert r.status_code == 200
     assert b"Weekly news" in r.content and b"Running" in r.content
+
+
+def test_name_tracked_links(member_client, mail):
+    link = mail.links.get()
+    r = member_client.post(f"/mails/{mail.pk}/links/", {f"link-{link.pk}": " Sale page "})
+    assert r.status_code == 302
+    link.refresh_from_db()
+    assert link.name == "Sale page"
+    log = OperationLog.objects.get(action="mail.name_links")
+    assert log.detail == {"names": {"https://shop.example/sale": "Sale page"}}
+    page = member_client.get(f"/mails/{mail.pk}/").content.decode()
+    assert 'value="Sale page"' in page
+    assert "Filter: every customer" in page
+
+
+def test_naming_links_needs_the_mails_right(outsider_client, mail):
+    link = mail.links.get()
+    r = outsider_client.post(f"/mails/{mail.pk}/links/", {f"link-{link.pk}": "x"})
+    assert r.status_code == 403
+    link.refresh_from_db()
+    assert link.name == ""

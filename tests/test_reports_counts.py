@@ -198,3 +198,15 @@ def test_opens_on_a_purged_delivery_record_nothing(delivery, client):
     assert client.get(path).status_code == 200
     delivery.refresh_from_db()
     assert delivery.open_total == 4
+
+
+def test_series_fills_quiet_hours_with_zeros(delivery):
+    noon = timezone.now().replace(minute=30, second=0, microsecond=0)
+    Event.objects.update(created=noon)
+    first = Event.objects.order_by("id").first()
+    Event.objects.filter(pk=first.pk).update(created=noon - timedelta(hours=3))
+    points = reports.series(delivery)["points"]
+    assert len(points) == 4
+    assert [p[1] + p[2] for p in points[1:3]] == [0, 0]
+    assert sum(p[1] for p in points) == 4 and sum(p[2] for p in points) == 3
+    assert reports.chart_svg({"unit": "hour", "points": points}).count("<circle") == 8

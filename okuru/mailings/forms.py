@@ -322,6 +322,12 @@ class PreviewForm(forms.Form):
 
 
 class TestSendForm(PreviewForm):
+    customer = forms.IntegerField(
+        label=gettext_lazy("Customer ID"),
+        required=False,
+        min_value=1,
+        help_text=gettext_lazy("Whose fields fill the merge fields (optional)."),
+    )
     addresses = forms.CharField(
         label=gettext_lazy("Send a test to"),
         widget=forms.Textarea(attrs={"rows": 3}),

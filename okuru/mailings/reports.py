@@ -327,10 +327,32 @@ def series(delivery: Delivery) -> dict[str, Any]:
     )
     buckets: dict[datetime, list[int]] = {}
     for row in events.annotate(t=trunc).values("t", "kind").annotate(n=Count("id")):
-        point = buckets.setdefault(row["t"], [0, 0])
+        point = buckets.setdefault(_local(row["t"]), [0, 0])
         point[0 if row["kind"] == Event.Kind.OPEN else 1] += row["n"]
-    points = [[t.isoformat(), o, c] for t, (o, c) in sorted(buckets.items())]
-    return {"unit": unit, "points": points}
+    return {"unit": unit, "points": _fill(buckets, unit)}
+
+
+def _local(t: datetime) -> datetime:
+    """A bucket's start as naive local time (SQLite and PostgreSQL return it differently)."""
+    if timezone.is_aware(t):
+        t = timezone.localtime(t)
+    return t.replace(tzinfo=None)
+
+
+def _fill(buckets: dict[datetime, list[int]], unit: str) -> list[list[Any]]:
+    """Every bucket from the first to the last, empty ones as zeros, so the chart's x axis is
+    time and a quiet hour shows as a dip rather than disappearing. Steps are taken in local
+    time: a day is a calendar day even across a daylight-saving change."""
+    if not buckets:
+        return []
+    step = timedelta(days=1) if unit == "day" else timedelta(hours=1)
+    t, last = min(buckets), max(buckets)
+    points = []
+    while t <= last:
+        opens, clicks = buckets.get(t, (0, 0))
+        points.append([timezone.make_aware(t).isoformat(), opens, clicks])
+        t += step
+    return points
 
 
 CHART_W, CHART_H, PAD_L, PAD_B, PAD_T, PAD_R = 720, 220, 44, 28, 12, 12
@@ -357,6 +379,17 @@ def chart_svg(data: dict[str, Any]) -> SafeString:
     def line(col: int) -> str:
         return " ".join(f"{x(i):.1f},{y(p[col]):.1f}" for i, p in enumerate(points))
 
+    def dots(col: int, color: str) -> SafeString:
+        # Markers, so that a single bucket (or a spike) is visible as well as a line.
+        return format_html_join(
+            "",
+            '<circle cx="{}" cy="{}" r="3" fill="{}"><title>{}: {}</title></circle>',
+            (
+                (f"{x(i):.1f}", f"{y(p[col]):.1f}", color, _label_time(p[0], fmt), p[col])
+                for i, p in enumerate(points)
+            ),
+        )
+
     fmt = "%m/%d" if data.get("unit") == "day" else "%m/%d %H:00"
     step = max(1, n // 6)
     ticks = format_html_join(
@@ -367,7 +400,8 @@ def chart_svg(data: dict[str, Any]) -> SafeString:
     title = _("Opens and clicks over time")
     return format_html(
         '<svg class="chart" role="img" aria-label="{title}" viewBox="0 0 {w} {h}" '
-        'width="100%" preserveAspectRatio="xMidYMid meet" xmlns="http://www.w3.org/2000/svg">'
+        'width="100%" style="max-width:{w}px" preserveAspectRatio="xMidYMid meet" '
+        'xmlns="http://www.w3.org/2000/svg">'
         "<title>{title}</title>"
         '<line x1="{l}" y1="{base}" x2="{r}" y2="{base}" stroke="#999"/>'
         '<line x1="{l}" y1="{t}" x2="{l}" y2="{base}" stroke="#999"/>'
@@ -375,7 +409,7 @@ def chart_svg(data: dict[str, Any]) -> SafeString:
         '<text x="{lx}" y="{base}" text-anchor="end" font-size="10">0</text>'
         '<polyline fill="none" stroke="#1f6feb" stroke-width="2" points="{opens}"/>'
         '<polyline fill="none" stroke="#d9480f" stroke-width="2" stroke-dasharray="5 3" '
-        'points="{clicks}"/>{ticks}'
+        'points="{clicks}"/>{open_dots}{click_dots}{ticks}'
         '<text x="{r}" y="{ty}" text-anchor="end" font-size="11" fill="#1f6feb">{ol}</text>'
         '<text x="{r}" y="{ty2}" text-anchor="end" font-size="11" fill="#d9480f">{cl}</text>'
         "</svg>",
@@ -392,6 +426,8 @@ def chart_svg(data: dict[str, Any]) -> SafeString:
         top=top,
         opens=line(1),
         clicks=line(2),
+        open_dots=dots(1, "#1f6feb"),
+        click_dots=dots(2, "#d9480f"),
         ticks=ticks,
         ol=_("Opens"),
         cl=_("Clicks"),

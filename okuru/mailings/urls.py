@@ -11,6 +11,7 @@ urlpatterns = [
     path("<int:mail_id>/preview/", views.mail_preview, name="preview"),
     path("<int:mail_id>/counts/", views.mail_counts, name="counts"),
     path("<int:mail_id>/test/", views.mail_test, name="test"),
+    path("<int:mail_id>/links/", views.mail_links, name="links"),
     path("<int:mail_id>/send/", views.mail_send, name="send"),
     path("deliveries/", views.delivery_list, name="deliveries"),
     path("deliveries/<int:delivery_id>/", views.delivery_report, name="report"),

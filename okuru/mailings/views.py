@@ -20,6 +20,7 @@ from typing import Any
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.db.models import Count, Max
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -36,7 +37,7 @@ from okuru.customers.views import _builder_context, _picker_fields
 from okuru.lib import signing, smtp
 from okuru.mailings import actions, forms, rendering, reports, targeting
 from okuru.mailings.messages import MessageBuilder
-from okuru.mailings.models import Delivery, Mail
+from okuru.mailings.models import Delivery, Mail, TrackedLink
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 50
@@ -80,9 +81,13 @@ def _form_page(request: HttpRequest, mail: Mail) -> HttpResponse:
     data = request.POST if request.method == "POST" else None
     form = forms.MailForm(data, instance=mail)
     _builder, history_conds = forms.split_filter(mail.filter)
-    history = forms.history_formset("h", data, history_conds)
-    cset = forms.history_formset("cs", data, (mail.customer_set or {}).get("conditions", []))
-    if data is not None and form.is_valid() and history.is_valid() and cset.is_valid():
+    # Only the kind's own rows are on the page (and so in the POST).
+    spot = mail.kind == Mail.Kind.SPOT
+    history = forms.history_formset("h", None if spot else data, history_conds)
+    cset_conds = (mail.customer_set or {}).get("conditions", [])
+    cset = forms.history_formset("cs", data if spot else None, cset_conds)
+    rows_valid = (cset if spot else history).is_valid()
+    if data is not None and form.is_valid() and rows_valid:
         created = mail.pk is None
         built = form.build(forms.conditions_of(history), forms.conditions_of(cset))
         try:
@@ -130,6 +135,7 @@ def mail_detail(request: HttpRequest, mail_id: int) -> HttpResponse:
         "deliveries": mail.deliveries.order_by("-created", "-id")[:50],
         "locked": actions.is_locked(mail),
         "links": mail.links.filter(active=True),
+        "targeting": targeting_summary(mail),
         "send_form": forms.SendForm(),
         "test_form": forms.TestSendForm(),
         "preview_form": forms.PreviewForm(),
@@ -137,6 +143,47 @@ def mail_detail(request: HttpRequest, mail_id: int) -> HttpResponse:
         "can_report": _can(request, "reports"),
     }
     return render(request, "mailings/detail.html", ctx)
+
+
+@require_POST
+@require_right("mails")
+def mail_links(request: HttpRequest, mail_id: int) -> HttpResponse:
+    """Name the mail's tracked links (click feedback names, shown in the reports)."""
+    mail = _get_mail(mail_id)
+    changed = {}
+    with transaction.atomic():
+        for link in mail.links.select_for_update():
+            key = f"link-{link.pk}"
+            if key not in request.POST:
+                continue
+            name = request.POST[key].strip()[:200]
+            if name != link.name:
+                TrackedLink.objects.filter(pk=link.pk).update(name=name)
+                changed[link.url] = name
+        if changed:
+            audit.log(request, "mail.name_links", f"mail:{mail.pk}", {"names": changed})
+    messages.success(request, _("Link names saved."))
+    return redirect("mailings:detail", mail.pk)
+
+
+def targeting_summary(mail: Mail) -> list[str]:
+    """The mail's recipients in a few words, for its page."""
+    if mail.kind == Mail.Kind.SPOT:
+        if mail.recipient_list_id:
+            return [_("Recipient list: %(name)s") % {"name": mail.recipient_list}]
+        if not mail.view_id:
+            return [_("No view or recipient list chosen yet.")]
+        lines = [_("View: %(name)s") % {"name": mail.view}]
+        n = len((mail.customer_set or {}).get("conditions", []))
+        if n:
+            lines.append(_("Customer set: %(n)s delivery history conditions") % {"n": n})
+        return lines
+    builder, history = forms.split_filter(mail.filter)
+    n = len(builder.get("conditions", []))
+    lines = [_("Filter: %(n)s conditions") % {"n": n} if n else _("Filter: every customer")]
+    if history:
+        lines.append(_("Narrowed by %(n)s delivery history conditions") % {"n": len(history)})
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------
