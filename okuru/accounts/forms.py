@@ -7,7 +7,7 @@ from django.conf import settings
 from django.contrib.auth import password_validation
 from django.contrib.auth.models import Group, Permission
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext_lazy
 
 from okuru.accounts.models import RIGHTS, Operator
 
@@ -183,12 +183,12 @@ class LogFilterForm(forms.Form):
     action = forms.CharField(required=False, label=gettext_lazy("Action"))
     date_from = forms.DateField(
         required=False,
-        label=gettext_lazy("From"),
+        label=pgettext_lazy("date range", "From"),
         widget=forms.DateInput(attrs={"type": "date"}),
     )
     date_to = forms.DateField(
         required=False,
-        label=gettext_lazy("To"),
+        label=pgettext_lazy("date range", "To"),
         widget=forms.DateInput(attrs={"type": "date"}),
     )
     target = forms.CharField(required=False, label=gettext_lazy("Target contains"))
