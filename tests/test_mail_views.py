@@ -436,3 +436,10 @@ def test_naming_links_needs_the_mails_right(outsider_client, mail):
     assert r.status_code == 403
     link.refresh_from_db()
     assert link.name == ""
+
+
+@pytest.mark.parametrize("kind,marker", [("basic", "data-fb"), ("spot", 'name="cs-TOTAL_FORMS"')])
+def test_new_mail_pages_show_the_targeting_of_their_kind(member_client, kind, marker):
+    r = member_client.get(f"/mails/new/?kind={kind}")
+    assert r.status_code == 200
+    assert marker in r.content.decode()

@@ -213,3 +213,18 @@ def test_a_purged_delivery_shows_its_summary_without_drill_downs(member_client, 
     assert "sale page" in page and "Mailbox full" in page
     r = member_client.get(f"/mails/deliveries/{delivery.pk}/recipients/sent/")
     assert b"was purged after the retention period" in r.content
+
+
+def test_report_of_a_reservation_offers_to_cancel_it(member_client):
+    from okuru.mailings import testing
+
+    testing.make_customers(1, domain="resv.example")
+    mail = testing.make_mail(name="Later")
+    d = Delivery.objects.create(
+        mail=mail, status="reserved", scheduled_at=timezone.now() + timedelta(days=1)
+    )
+    r = member_client.get(f"/mails/deliveries/{d.pk}/")
+    assert r.status_code == 200
+    page = r.content.decode()
+    assert "Reserved" in page and "Cancel reservation" in page
+    assert "Summary only: not sent" in page
