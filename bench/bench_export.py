@@ -126,12 +126,7 @@ def main() -> None:
         f" (bare {bare['rss_mb']:.0f} MB)",
         flush=True,
     )
-    if vendor == "sqlite":
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        path.unlink()
+    customers_db.finish(url, tmp)
 
 
 if __name__ == "__main__":

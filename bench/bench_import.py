@@ -190,10 +190,7 @@ def main() -> None:
             flush=True,
         )
         path.unlink()
-    if vendor == "sqlite":
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
+    customers_db.finish(url, tmp)
 
 
 if __name__ == "__main__":

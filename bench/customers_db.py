@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -49,7 +50,7 @@ def use(url: str, tmp: str) -> None:
 
 def prepare(tmp: str | None = None) -> tuple[str, str]:
     """A fresh migrated database; returns (url, data dir)."""
-    tmp = tmp or tempfile.mkdtemp(prefix="okuru-bench-")
+    tmp = tmp or tempfile.mkdtemp(prefix="okuru-bench-io-")
     url = bench_url(tmp)
     create_database(url)
     use(url, tmp)
@@ -57,6 +58,20 @@ def prepare(tmp: str | None = None) -> tuple[str, str]:
 
     call_command("migrate", verbosity=0)
     return url, tmp
+
+
+def finish(url: str, tmp: str) -> None:
+    """Remove the run's database and data directory."""
+    from django.db import connections
+
+    connections.close_all()
+    shutil.rmtree(tmp, ignore_errors=True)
+    if url.startswith("postgres"):
+        import psycopg
+
+        admin = urlunsplit(urlsplit(url)._replace(path="/postgres"))
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {PG_NAME}")
 
 
 def seed(n: int, with_note: bool = True) -> None:
