@@ -193,7 +193,8 @@ def test_a_customer_deleted_after_the_freeze_is_not_sent(sink):
     Customer.objects.filter(email="user0@example.com").delete()
     drain(worker(), delivery)
     row = Recipient.objects.get(delivery=delivery, address="user0@example.com")
-    assert row.status == "failed" and row.note == "The customer was deleted before sending."
+    assert (row.status, row.exclusion, row.attempts) == ("excluded", "deleted", 0)
+    assert row.note == "Not sent: the customer was deleted after the delivery started."
     assert sink.received == {"user1@example.com": 1}
 
 
@@ -226,13 +227,25 @@ def test_the_per_domain_rate_limit_defers_what_it_cannot_send_soon(sink):
     assert statuses(delivery) == {"sent": 33}
 
 
-def test_a_lease_that_runs_out_makes_rows_unknown_and_late_outcomes_still_count(sink):
+def test_a_lease_that_runs_out_makes_sending_rows_unknown_and_leased_rows_due_again(sink):
     make_customers(3)
     delivery = start(make_mail())
-    rows = sending.claim(delivery.pk, "dead.1", 2)
-    Recipient.objects.filter(claim="dead.1").update(claimed_at=timezone.now() - timedelta(hours=1))
+    rows = sending.claim(delivery.pk, "dead.1", 3)
+    # Leased rows stay queued, but are not due for anyone else while the lease runs.
+    assert statuses(delivery) == {"queued": 3}
+    assert sending.claim(delivery.pk, "other.1", 3) == []
+    flushed = sending.flush(delivery.pk, "dead.1", [], mark=[rows[0].id, rows[1].id])
+    assert (flushed.status, flushed.marked) == ("running", {rows[0].id, rows[1].id})
+    assert statuses(delivery) == {"sending": 2, "queued": 1}
+    # The worker dies; its lease runs out.
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    Recipient.objects.filter(claim="dead.1").update(
+        claimed_at=an_hour_ago, next_attempt_at=an_hour_ago
+    )
     assert sending.reap_expired(lease=300) == 2
     assert statuses(delivery) == {"unknown": 2, "queued": 1}
+    # The row that was only leased was never on the wire: the next worker takes it up.
+    assert [r.id for r in sending.claim(delivery.pk, "next.1", 10)] == [rows[2].id]
     # A worker that was only slow writes its outcome: the truth wins over "unknown".
     sending.write_outcomes(delivery.pk, "dead.1", [sending.Outcome(rows[0].id, "sent")])
     assert Recipient.objects.get(pk=rows[0].id).status == "sent"
@@ -240,6 +253,9 @@ def test_a_lease_that_runs_out_makes_rows_unknown_and_late_outcomes_still_count(
     actions.resolve_unknown(delivery, None, resend=False)
     sending.write_outcomes(delivery.pk, "dead.1", [sending.Outcome(rows[1].id, "sent")])
     assert Recipient.objects.get(pk=rows[1].id).status == "unknown"
+    # Nor does a late outcome touch a row someone else holds now.
+    sending.write_outcomes(delivery.pk, "dead.1", [sending.Outcome(rows[2].id, "sent")])
+    assert Recipient.objects.get(pk=rows[2].id).status == "queued"
 
 
 def test_pause_resume_and_stop(sink):
@@ -258,7 +274,8 @@ def test_pause_resume_and_stop(sink):
     actions.stop(delivery, None)
     assert w.step() is False
     delivery.refresh_from_db()
-    assert delivery.status == "stopped" and statuses(delivery) == {"sent": 20, "queued": 10}
+    assert delivery.status == "stopped" and statuses(delivery) == {"sent": 20, "stopped": 10}
+    assert (delivery.sent_count, delivery.stopped_count) == (20, 10)
     assert sink.received.total() == 20
 
 

@@ -6,6 +6,13 @@ retried; lost after it, the server may have queued the message, and a retry coul
 copy. ``Connection.send`` returns a ``Reply`` for every answer the server gave and raises
 ``Indeterminate`` only in that second case, ``ConnectionLost`` in the first.
 
+``RelayRejected`` is a connection failure that retrying cannot cure: the relay's TLS
+certificate fails verification, the relay does not offer STARTTLS or AUTH, or it refuses the
+user name and password. ``problem`` says which, so the caller can tell the operator what to change.
+
+TLS (implicit, or STARTTLS) verifies the relay's certificate and name against the system's
+trusted authorities unless ``RelaySettings.verify_tls`` is off.
+
 ``classify`` turns a permanent reply into one of the error kinds (配信エラーの種類) from the
 reply code and the RFC 3463 enhanced status code, falling back to the text.
 """
@@ -24,6 +31,20 @@ class ConnectionLost(Exception):
 
 class ConnectFailed(ConnectionLost):
     """The relay could not be reached or refused the session (EHLO, STARTTLS, login)."""
+
+
+class RelayRejected(ConnectFailed):
+    """The relay was reached but this configuration cannot work with it (see ``problem``)."""
+
+    CERTIFICATE = "certificate"
+    NO_STARTTLS = "no_starttls"
+    NO_AUTH = "no_auth"
+    AUTH = "auth"
+
+    def __init__(self, problem: str, detail: str):
+        super().__init__(detail)
+        self.problem = problem
+        self.detail = detail
 
 
 class Indeterminate(Exception):
@@ -55,12 +76,28 @@ class RelaySettings:
     username: str = ""
     password: str = ""
     timeout: float = 30
+    verify_tls: bool = True
+
+    def tls_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context()
+        if not self.verify_tls:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
 
 
 def _text(msg: bytes | str) -> str:
     if isinstance(msg, bytes):
         msg = msg.decode("utf-8", "replace")
     return " ".join(msg.split())
+
+
+def _close_quietly(smtp: smtplib.SMTP | None) -> None:
+    if smtp is not None:
+        try:
+            smtp.close()
+        except OSError:
+            pass
 
 
 class Connection:
@@ -73,22 +110,42 @@ class Connection:
 
     def open(self) -> None:
         r = self.relay
+        where = f"{r.host}:{r.port}"
+        smtp: smtplib.SMTP | None = None
         try:
             if r.security == "tls":
-                ctx = ssl.create_default_context()
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                    r.host, r.port, self.local_hostname, timeout=r.timeout, context=ctx
+                smtp = smtplib.SMTP_SSL(
+                    r.host, r.port, self.local_hostname, timeout=r.timeout, context=r.tls_context()
                 )
             else:
                 smtp = smtplib.SMTP(r.host, r.port, self.local_hostname, timeout=r.timeout)
             smtp.ehlo()
             if r.security == "starttls":
-                smtp.starttls(context=ssl.create_default_context())
+                if not smtp.has_extn("starttls"):
+                    raise RelayRejected(
+                        RelayRejected.NO_STARTTLS, f"{where} does not offer STARTTLS"
+                    )
+                smtp.starttls(context=r.tls_context())
                 smtp.ehlo()
             if r.username:
                 smtp.login(r.username, r.password)
+        except RelayRejected:
+            _close_quietly(smtp)
+            raise
+        except ssl.SSLCertVerificationError as e:
+            _close_quietly(smtp)
+            detail = f"{where}: {e.verify_message or e.reason or e}"
+            raise RelayRejected(RelayRejected.CERTIFICATE, detail) from e
+        except smtplib.SMTPNotSupportedError as e:  # from login(): no AUTH offered
+            _close_quietly(smtp)
+            raise RelayRejected(RelayRejected.NO_AUTH, f"{where}: {e}") from e
+        except smtplib.SMTPAuthenticationError as e:
+            _close_quietly(smtp)
+            detail = f"{where}: {e.smtp_code} {_text(e.smtp_error)}"
+            raise RelayRejected(RelayRejected.AUTH, detail) from e
         except (OSError, smtplib.SMTPException) as e:
-            raise ConnectFailed(f"cannot connect to {r.host}:{r.port}: {e}") from e
+            _close_quietly(smtp)
+            raise ConnectFailed(f"cannot connect to {where}: {e}") from e
         self.smtp = smtp
 
     def close(self) -> None:

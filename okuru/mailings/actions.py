@@ -14,7 +14,11 @@ Delivery life cycle::
                                                           stopped
 
 ``start_delivery`` freezes the recipients into the ledger in the same transaction that marks
-the delivery running. A stopped delivery's queued rows stay queued and are never sent.
+the delivery running. ``stop`` is final: in the same transaction every row still queued becomes
+"stopped" (not sent, with a note saying an operator stopped the delivery), so the report of a
+stopped delivery adds up — sent + failed + unknown + excluded + stopped = recipients — and
+nothing in it looks as if it might still go out. Rows a worker is sending at that moment (at
+most a group per worker) finish and are recorded as they end; a worker then sends no more.
 """
 
 from __future__ import annotations
@@ -307,7 +311,14 @@ def stop(delivery: Delivery, actor: Actor) -> None:
             status=S.STOPPED,
             finished_at=timezone.now(),
         )
-        audit.log(actor, "delivery.stop", f"delivery:{delivery.pk}")
+        from okuru.mailings.sending import refresh_counts, stopped_note
+
+        # Leased rows are "queued" too: a worker's next flush finds them stopped and lets go.
+        n = Recipient.objects.filter(
+            delivery_id=delivery.pk, status=Recipient.Status.QUEUED
+        ).update(status=Recipient.Status.STOPPED, next_attempt_at=None, note=stopped_note())
+        refresh_counts(delivery.pk)
+        audit.log(actor, "delivery.stop", f"delivery:{delivery.pk}", {"not_sent": n})
 
 
 def resolve_unknown(
@@ -403,13 +414,11 @@ def send_test_message(
     rendering.validate_templates(mail)
     rendered = preview_message(mail, customer)
     builder = MessageBuilder(0, content_snapshot(mail))
-    relay = mail.relay or default_relay()
-    conn = smtp.Connection(
-        smtp.RelaySettings(
-            relay.host, relay.port, relay.security, relay.username, relay.password, relay.timeout
-        )
-    )
     from okuru.lib import signing
+    from okuru.mailings.sending import relay_problem
+
+    relay = mail.relay or default_relay()
+    conn = smtp.Connection(relay.smtp_settings())
 
     try:
         for a in addresses:
@@ -420,6 +429,8 @@ def send_test_message(
                     _("The relay refused the test message to %(address)s: %(reply)s")
                     % {"address": a, "reply": str(reply)}
                 )
+    except smtp.RelayRejected as e:
+        raise ValidationError(relay_problem(e)) from None
     except (smtp.ConnectionLost, smtp.Indeterminate) as e:
         raise ValidationError(
             _("The test message could not be sent: %(error)s") % {"error": e}

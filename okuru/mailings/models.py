@@ -59,6 +59,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from okuru.lib import smtp
+
 
 class ErrorKind(models.TextChoices):
     BAD_FORMAT = "bad_format", _("Bad format")
@@ -73,6 +75,25 @@ class ErrorKind(models.TextChoices):
 
 # Error count weights (エラーカウント): hard kinds end delivery to the address at once.
 HARD_ERROR_KINDS = frozenset({"bad_format", "unknown_user", "list_cleaning"})
+HARD_ERROR_WEIGHT = 99
+SOFT_ERROR_WEIGHT = 1
+
+
+def error_weight(kind: str) -> int:
+    """What a permanent failure of ``kind`` adds to the address's error count."""
+    return HARD_ERROR_WEIGHT if kind in HARD_ERROR_KINDS else SOFT_ERROR_WEIGHT
+
+
+class Exclusion(models.TextChoices):
+    """Why a customer gets no message: when the ledger is frozen (``Delivery.excluded``) and
+    again just before sending (``Recipient.exclusion``). Same codes, same order of precedence."""
+
+    DELETED = "deleted", _("Customer deleted")
+    NO_ADDRESS = "no_address", _("No address")
+    REFUSED = "refused", _("Refusal flag")
+    UNSUBSCRIBED = "unsubscribed", _("Unsubscribed from the topic")
+    LIST_CLEANING = "list_cleaning", _("List cleaning")
+    ERROR_COUNT = "error_count", _("Error count at or above the threshold")
 
 
 class Relay(models.Model):
@@ -94,6 +115,9 @@ class Relay(models.Model):
     per_domain_per_second = models.PositiveIntegerField(
         _("messages per second per recipient domain"), default=0
     )
+    # Off only for a relay on a trusted network with a self-signed certificate: without the
+    # check, anyone on the path can read the mail and the relay password.
+    verify_tls = models.BooleanField(_("verify the TLS certificate"), default=True)
     is_default = models.BooleanField(_("default"), default=False)
     created = models.DateTimeField(default=timezone.now)
 
@@ -107,6 +131,18 @@ class Relay(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def smtp_settings(self) -> smtp.RelaySettings:
+        """What ``okuru.lib.smtp.Connection`` needs to reach this relay."""
+        return smtp.RelaySettings(
+            host=self.host,
+            port=self.port,
+            security=self.security,
+            username=self.username,
+            password=self.password,
+            timeout=self.timeout,
+            verify_tls=self.verify_tls,
+        )
 
 
 class FrozenList(models.Model):
@@ -259,6 +295,10 @@ class Delivery(models.Model):
     sent_count = models.BigIntegerField(default=0)
     failed_count = models.BigIntegerField(default=0)
     unknown_count = models.BigIntegerField(default=0)
+    # Ledger rows not sent because an exclusion applied at send time (reason -> count), and
+    # rows never sent because an operator stopped the delivery.
+    excluded_at_send = models.JSONField(default=dict, blank=True)
+    stopped_count = models.BigIntegerField(default=0)
     open_unique = models.BigIntegerField(default=0)
     open_total = models.BigIntegerField(default=0)
     click_unique = models.BigIntegerField(default=0)
@@ -286,6 +326,8 @@ class Recipient(models.Model):
         SENT = "sent", _("Sent")
         FAILED = "failed", _("Failed")
         UNKNOWN = "unknown", _("Unknown")
+        EXCLUDED = "excluded", _("Excluded at send time")
+        STOPPED = "stopped", _("Not sent: delivery stopped")
 
     # No index of its own: the (delivery, customer_id) unique index leads with it, and every
     # index on the ledger costs a write per row per status change.
@@ -301,6 +343,7 @@ class Recipient(models.Model):
     claimed_at = models.DateTimeField(null=True, blank=True)
     smtp_reply = models.CharField(max_length=1000, blank=True)
     error_kind = models.CharField(max_length=16, choices=ErrorKind.choices, blank=True)
+    exclusion = models.CharField(max_length=16, choices=Exclusion.choices, blank=True)
     note = models.CharField(max_length=500, blank=True)
     message_id = models.CharField(max_length=255, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)

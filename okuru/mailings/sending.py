@@ -1,30 +1,58 @@
-"""The sending worker: claim ledger rows, render, push over SMTP, record each outcome.
+"""The sending worker: lease ledger rows, screen them, render, push over SMTP, record outcomes.
 
-Every row goes queued → sending → sent / failed / unknown (or back to queued for a retry):
+Every row goes queued → sending → sent / failed / unknown (or back to queued for a retry), or
+queued → excluded when an exclusion applies at send time, or queued → stopped when an operator
+stops the delivery:
 
-* **Claim.** One conditional ``UPDATE … RETURNING`` moves a batch from queued to sending with a
-  claim token and a lease time, and commits *before* any SMTP traffic. On PostgreSQL the batch
-  is chosen with ``FOR UPDATE SKIP LOCKED`` so many workers take disjoint batches without
-  waiting on each other; on SQLite the single writer lock does the same.
+* **Lease.** One conditional ``UPDATE … RETURNING`` leases a batch of due queued rows to this
+  worker: the rows stay "queued" but carry the claim token and a ``next_attempt_at`` at the
+  end of the lease, so no other worker sees them as due. A worker that dies with leased rows
+  loses nothing: they become due again when the lease runs out, and were never "sending". On
+  PostgreSQL the batch is chosen with ``FOR UPDATE SKIP LOCKED`` so many workers take
+  disjoint batches without waiting on each other; on SQLite the single writer lock does that.
+* **Screen.** The batch's customers are read once, and the exclusions are applied again
+  against their current state (deleted, no address, refusal flag, unsubscribed from the mail's
+  topic, list cleaning, error count at the threshold): such a row becomes "excluded" with its
+  reason in ``exclusion`` and is never sent, whatever happened since the ledger was frozen.
+* **Groups.** The rest go out in small groups. One transaction (a *flush*) records the
+  outcomes of the previous group, adds the error counts of its permanent failures to the
+  customers, reads the delivery's status and moves the next group to "sending" — committed,
+  and on PostgreSQL durable, *before* any SMTP traffic for it. So at any moment at most one
+  group is "sending": that is everything a crash can leave "unknown". A group holds at most
+  ``group_size`` rows and about ``flush_interval`` seconds of sending (it shrinks on a slow or
+  rate-limited relay), so outcomes reach the ledger within a fraction of a second.
 * **Send.** Templates are compiled once per delivery (``Prepared``); one persistent SMTP
   connection per relay; rate limits per relay and per recipient domain (a row whose domain is
   saturated for longer than ``max_rate_wait`` goes back to the queue for later, unchanged).
-* **Outcomes** are written per batch in one transaction, each conditional on the claim token,
-  so a row an operator has since resolved is never overwritten.
+* **Outcomes** of a flush are one ``UPDATE … FROM (VALUES …)``, each row only if it still
+  carries our claim (an operator may have resolved a reaped row in the meantime), and the error
+  counts one more ``UPDATE``, in the same transaction.
 
 Failure classes (after GNU Mailman):
 
 * 2xx → sent (Message-ID, time, reply).
-* 5xx → failed, with the error kind from the reply and enhanced status code.
+* 5xx → failed, with the error kind from the reply and enhanced status code; the customer's
+  error count for the address used (``email_error_count`` or ``mobile_error_count`` after
+  ``Mail.address_field``) goes up by 99 for a hard kind and 1 for a soft one — only while the
+  customer still has that address. An address that fails our own syntax check counts as a
+  hard ``bad_format`` too; giving up after temporary failures does not count (the relay may be
+  the one at fault).
 * 4xx, a connection lost before the end of DATA, a timeout → queued again with attempts + 1
   and an exponential back-off, until the retry deadline (delivery start + ``retry_window``),
   then failed ("other") with the reason.
+* The relay cannot work with its settings (certificate fails verification, no STARTTLS or
+  AUTH, user name or password refused) → the rows go back to the queue untouched and the
+  delivery is paused with the reason: retrying cannot help, the operator must fix the relay.
 * Connection lost *after* the end of DATA, or any unexpected error → "unknown" with a note: the
   message may have gone out, so only an operator may send it again (``actions.resolve_unknown``).
   Nothing raises out of a batch, so a bad row can never crash-loop the worker.
-* A worker killed mid-batch leaves rows "sending"; when their lease runs out any worker turns
-  them "unknown" (``reap_expired``). A live worker refreshes its lease while it works, and a
-  batch never runs longer than ``batch_seconds``, so a lease only runs out on a dead worker.
+* A worker killed mid-group leaves that group "sending"; when its lease runs out any worker
+  turns those rows "unknown" (``reap_expired``). A batch never runs longer than
+  ``batch_seconds`` (plus one SMTP timeout), far inside the lease, so a lease only runs out on
+  a dead worker.
+* A flush that finds the delivery paused or stopped sends nothing more: the batch's rows go
+  back to the queue, or — stopped — end "stopped" (``actions.stop`` does the same to every
+  queued row; the flush reads the delivery row ``FOR SHARE`` so the two cannot interleave).
 
 ``Worker.step()`` is one loop iteration returning whether it found work; ``sendworker`` calls it
 in a loop, tests call it directly.
@@ -49,9 +77,10 @@ from django.utils.translation import gettext as _
 
 from okuru.customers.fields import catalogue
 from okuru.customers.models import Customer
+from okuru.customers.sql import TABLE as CUSTOMERS
 from okuru.lib import signing, smtp
 from okuru.mailings.messages import BadAddress, MessageBuilder
-from okuru.mailings.models import Delivery, Recipient, Relay
+from okuru.mailings.models import Delivery, Exclusion, ListCleaning, Recipient, Relay, error_weight
 from okuru.mailings.rendering import CompiledMail, UrlBuilder
 
 log = logging.getLogger(__name__)
@@ -69,12 +98,15 @@ CUSTOMER_COLUMNS = (
     "data",
 )
 COUNTS_INTERVAL = 2.0
+TOUCH_INTERVAL = 5.0  # seconds between updates of Delivery.last_activity_at
 
 
 @dataclass
 class Config:
-    batch_size: int = 200
-    lease: float = 300.0  # seconds a claim stays valid without a refresh
+    batch_size: int = 200  # rows leased at once (their customers are read in one query)
+    group_size: int = 20  # at most this many rows "sending" at once: what a crash leaves unknown
+    flush_interval: float = 0.15  # seconds: groups shrink so outcomes are recorded this often
+    lease: float = 300.0  # seconds a lease or a "sending" row stays valid
     batch_seconds: float = 20.0  # a batch gives back what it has not sent after this long
     retry_base: float = 60.0
     retry_max: float = 3600.0
@@ -93,18 +125,39 @@ class Claimed:
 
 @dataclass
 class Outcome:
-    """One row's new state, written by ``write_outcomes``."""
+    """One row's new state, written by a flush. ``None`` in a text field keeps the row's value."""
 
     id: int
     status: str
     tried: bool = True  # counts as an attempt
     next_attempt_at: datetime | None = None
-    smtp_reply: str = ""
-    error_kind: str = ""
-    note: str = ""
+    smtp_reply: str | None = ""
+    error_kind: str | None = ""
+    note: str | None = ""
     message_id: str = ""
     sent_at: datetime | None = None
+    exclusion: str = ""
+    # A permanent failure adds this to the error count of ``address`` of ``customer_id``.
+    error_weight: int = 0
+    customer_id: int = 0
+    address: str = ""
     relay_down: bool = False  # the relay could not be reached: stop this batch
+    pause_reason: str = ""  # the relay's settings cannot work: pause the delivery with this
+
+
+def give_back(row_id: int, later: datetime | None = None, note: str | None = None) -> Outcome:
+    """Back to the queue as it was (not an attempt), due now or ``later``."""
+    return Outcome(
+        row_id, "queued", tried=False, next_attempt_at=later, smtp_reply=None, error_kind=None,
+        note=note,
+    )  # fmt: skip
+
+
+@dataclass
+class Flushed:
+    status: str | None  # the delivery's status (None: the delivery is gone)
+    applied: set[int]  # rows whose outcome was written
+    marked: set[int]  # rows now "sending" for us
 
 
 class RateLimiter:
@@ -135,7 +188,30 @@ class Prepared:
     urls: UrlBuilder
     relay_limit: RateLimiter
     per_domain: int
+    address_field: str = "email"
+    topic_key: str = ""
+    error_threshold: int = 5
     domains: dict[str, RateLimiter] = field(default_factory=dict)
+    per_message: float = 0.0  # seconds a message takes, moving average (0: not known yet)
+    last_touch: float = -1e9
+
+    @property
+    def error_field(self) -> str:
+        return "mobile_error_count" if self.address_field == "mobile_email" else "email_error_count"
+
+    def group_size(self, config: Config) -> int:
+        """Rows for the next group: about ``flush_interval`` of sending, at most ``group_size``
+        (one while the speed of the relay is not known yet)."""
+        if not self.per_message:
+            return 1
+        return max(1, min(config.group_size, int(config.flush_interval / self.per_message)))
+
+    def observe(self, messages: int, seconds: float) -> None:
+        if messages:
+            sample = seconds / messages
+            self.per_message = (
+                sample if not self.per_message else 0.7 * self.per_message + 0.3 * sample
+            )
 
 
 def default_relay() -> Relay:
@@ -169,11 +245,14 @@ def _adapt(dt: datetime | None) -> Any:
 # Named SQL
 
 
-def claim(delivery_id: int, token: str, limit: int) -> list[Claimed]:
-    """Move up to ``limit`` due queued rows of a running delivery to "sending" under ``token``.
+def claim(delivery_id: int, token: str, limit: int, lease: float = Config.lease) -> list[Claimed]:
+    """Lease up to ``limit`` due queued rows of a running delivery to ``token``.
 
-    One statement in autocommit mode, so the claim is committed before any SMTP traffic."""
-    now = _adapt(timezone.now())
+    The rows stay "queued": a lease only pushes ``next_attempt_at`` to the end of the lease so
+    that other workers do not see them as due. One statement in autocommit mode."""
+    now = timezone.now()
+    until = _adapt(now + timedelta(seconds=lease))
+    now = _adapt(now)
     due = (
         "SELECT r.id FROM mailings_recipient r WHERE r.delivery_id = %s AND r.status = 'queued' "
         "AND (r.next_attempt_at IS NULL OR r.next_attempt_at <= %s) AND EXISTS (SELECT 1 FROM "
@@ -184,20 +263,20 @@ def claim(delivery_id: int, token: str, limit: int) -> list[Claimed]:
         # the subquery more than once and claim more rows than the limit.
         query = (
             f"WITH batch AS MATERIALIZED ({due} FOR UPDATE SKIP LOCKED) "
-            "UPDATE mailings_recipient SET status = 'sending', claim = %s, claimed_at = %s "
+            "UPDATE mailings_recipient SET claim = %s, claimed_at = %s, next_attempt_at = %s "
             "FROM batch WHERE mailings_recipient.id = batch.id "
             "AND mailings_recipient.status = 'queued' "
             "RETURNING mailings_recipient.id, customer_id, address, attempts"
         )
-        params = [delivery_id, now, delivery_id, limit, token, now]
+        params = [delivery_id, now, delivery_id, limit, token, now, until]
     else:
         # SQLite has one writer at a time, so the plain subquery is already exclusive.
         query = (
-            "UPDATE mailings_recipient SET status = 'sending', claim = %s, claimed_at = %s "
+            "UPDATE mailings_recipient SET claim = %s, claimed_at = %s, next_attempt_at = %s "
             f"WHERE id IN ({due}) AND status = 'queued' "
             "RETURNING id, customer_id, address, attempts"
         )
-        params = [token, now, delivery_id, now, delivery_id, limit]
+        params = [token, now, until, delivery_id, now, delivery_id, limit]
     with connection.cursor() as cur:
         cur.execute(query, params)
         rows = cur.fetchall()
@@ -205,48 +284,160 @@ def claim(delivery_id: int, token: str, limit: int) -> list[Claimed]:
     return [Claimed(*r) for r in rows]
 
 
-def refresh_lease(token: str) -> None:
-    Recipient.objects.filter(claim=token, status=Recipient.Status.SENDING).update(
-        claimed_at=timezone.now()
-    )
+def _values(rows: list[tuple], types: tuple[str, ...]) -> tuple[str, list[Any]]:
+    """The rows of a ``VALUES`` list and its parameters. On PostgreSQL every value is cast to
+    its column's type: a column of NULLs or of untyped literals would otherwise be text."""
+    if connection.vendor == "postgresql":
+        one = "(" + ", ".join(f"%s::{t}" for t in types) + ")"
+    else:
+        one = "(" + ", ".join(["%s"] * len(types)) + ")"
+    return ", ".join([one] * len(rows)), [v for row in rows for v in row]
 
 
-def write_outcomes(delivery_id: int, token: str, outcomes: list[Outcome]) -> None:
-    """Record a batch's outcomes in one transaction, each only if the row still carries our
-    claim (an operator may have resolved a reaped row in the meantime)."""
-    if not outcomes:
-        return
+# Why one UPDATE … FROM a VALUES list: a flush writes up to a group of rows a few hundred times a
+# second; one statement is one parse and one pass, where executemany is a round trip per row on
+# PostgreSQL. "id IN (…)" next to the join keeps both planners on the primary key.
+OUTCOMES_SQL = (
+    "WITH v (id, status, tried, next_at, reply, kind, note, mid, sent_at, excl) AS "
+    "(VALUES {values}) "
+    "UPDATE mailings_recipient SET status = v.status, "
+    "attempts = mailings_recipient.attempts + v.tried, next_attempt_at = v.next_at, "
+    "smtp_reply = COALESCE(v.reply, mailings_recipient.smtp_reply), "
+    "error_kind = COALESCE(v.kind, mailings_recipient.error_kind), "
+    "note = COALESCE(v.note, mailings_recipient.note), "
+    "message_id = v.mid, sent_at = v.sent_at, exclusion = v.excl "
+    "FROM v WHERE mailings_recipient.id = v.id AND mailings_recipient.id IN ({ids}) "
+    "AND mailings_recipient.claim = %s "
+    "AND mailings_recipient.status IN ('queued', 'sending', 'unknown') "
+    "RETURNING mailings_recipient.id"
+)
+OUTCOME_TYPES = (
+    "bigint", "varchar", "integer", "timestamptz", "varchar", "varchar", "varchar", "varchar",
+    "timestamptz", "varchar",
+)  # fmt: skip
+
+
+def _write_outcomes(token: str, outcomes: list[Outcome]) -> set[int]:
+    """Each row only if it still carries our claim and is not final: a row an operator has
+    resolved since (its claim cleared) is never overwritten. "unknown" is allowed so that a
+    worker that was only slow, whose rows were reaped, still records the truth."""
     rows = [
         (
+            o.id,
             o.status,
             1 if o.tried else 0,
             _adapt(o.next_attempt_at),
-            o.smtp_reply[:1000],
+            None if o.smtp_reply is None else o.smtp_reply[:1000],
             o.error_kind,
-            o.note[:500],
+            None if o.note is None else o.note[:500],
             o.message_id,
             _adapt(o.sent_at),
-            o.id,
-            token,
+            o.exclusion,
         )
         for o in outcomes
     ]
-    with transaction.atomic():
-        with connection.cursor() as cur:
-            if connection.vendor == "postgresql":
-                # No wait for the WAL flush here (it is most of a batch's database time). Safe:
-                # if the database crashes and loses this commit, the rows are still "sending"
-                # from their claim — which does wait for the flush — and become "unknown",
-                # never queued again. Only the claim must be durable before SMTP.
-                cur.execute("SET LOCAL synchronous_commit TO OFF")
-            cur.executemany(
-                "UPDATE mailings_recipient SET status = %s, attempts = attempts + %s, "
-                "next_attempt_at = %s, smtp_reply = %s, error_kind = %s, note = %s, "
-                "message_id = %s, sent_at = %s WHERE id = %s AND claim = %s "
-                "AND status IN ('sending', 'unknown')",
-                rows,
+    values, params = _values(rows, OUTCOME_TYPES)
+    ids = ", ".join(["%s"] * len(outcomes))
+    with connection.cursor() as cur:
+        cur.execute(
+            OUTCOMES_SQL.format(values=values, ids=ids),
+            [*params, *(o.id for o in outcomes), token],
+        )
+        return {r[0] for r in cur.fetchall()}
+
+
+def _count_errors(address_field: str, failures: list[Outcome]) -> None:
+    """Add each permanent failure's weight to the customer's error count for the address the
+    message went to, unless the customer has changed that address since (the count belongs to
+    the address, and a new address starts clean)."""
+    address = "mobile_email" if address_field == "mobile_email" else "email"
+    count = "mobile_error_count" if address == "mobile_email" else "email_error_count"
+    values, params = _values(
+        [(o.customer_id, o.address, o.error_weight) for o in failures],
+        ("bigint", "varchar", "integer"),
+    )
+    ids = ", ".join(["%s"] * len(failures))
+    with connection.cursor() as cur:
+        cur.execute(
+            f"WITH v (id, address, n) AS (VALUES {values}) "
+            f"UPDATE {CUSTOMERS} SET {count} = {CUSTOMERS}.{count} + v.n FROM v "
+            f"WHERE {CUSTOMERS}.id = v.id AND {CUSTOMERS}.id IN ({ids}) "
+            f"AND LOWER({CUSTOMERS}.{address}) = LOWER(v.address)",
+            [*params, *(o.customer_id for o in failures)],
+        )
+
+
+def _mark_sending(token: str, ids: list[int]) -> set[int]:
+    marks = ", ".join(["%s"] * len(ids))
+    with connection.cursor() as cur:
+        cur.execute(
+            "UPDATE mailings_recipient SET status = 'sending', claimed_at = %s "
+            f"WHERE id IN ({marks}) AND claim = %s AND status = 'queued' RETURNING id",
+            [_adapt(timezone.now()), *ids, token],
+        )
+        return {r[0] for r in cur.fetchall()}
+
+
+def _delivery_status(delivery_id: int, touch: bool) -> str | None:
+    """The delivery's status, its row locked against a concurrent pause or stop until the
+    flush commits (a share lock on PostgreSQL, so workers do not wait on each other; SQLite
+    transactions here take the write lock at BEGIN anyway)."""
+    with connection.cursor() as cur:
+        if touch:  # the reconciler looks for running deliveries that went quiet
+            cur.execute(
+                "UPDATE mailings_delivery SET last_activity_at = %s WHERE id = %s RETURNING status",
+                [_adapt(timezone.now()), delivery_id],
             )
-        Delivery.objects.filter(pk=delivery_id).update(last_activity_at=timezone.now())
+        else:
+            lock = " FOR SHARE" if connection.vendor == "postgresql" else ""
+            cur.execute(f"SELECT status FROM mailings_delivery WHERE id = %s{lock}", [delivery_id])
+        row = cur.fetchone()
+    return row[0] if row else None
+
+
+def flush(
+    delivery_id: int,
+    token: str,
+    outcomes: list[Outcome],
+    mark: list[int] | None = None,
+    address_field: str = "email",
+    touch: bool = False,
+) -> Flushed:
+    """One transaction: write ``outcomes``, add the error counts of the permanent failures among
+    them, and — while the delivery is running — move the rows ``mark`` to "sending".
+
+    The transaction waits for the WAL flush on PostgreSQL only when it marks rows: "sending"
+    must be durable before SMTP, or a database crash could put a sent row back in the queue.
+    Outcomes alone need not be: lost, their rows are still "sending" and become "unknown",
+    never queued again."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql" and not mark:
+            with connection.cursor() as cur:
+                cur.execute("SET LOCAL synchronous_commit TO OFF")
+        status = _delivery_status(delivery_id, touch)
+        if status == Delivery.Status.STOPPED:
+            for o in outcomes:
+                if o.status == Recipient.Status.QUEUED:  # a retry that will not happen now
+                    o.status, o.next_attempt_at, o.note = "stopped", None, stopped_note()
+        applied = _write_outcomes(token, outcomes) if outcomes else set()
+        failures = [o for o in outcomes if o.error_weight and o.id in applied]
+        if failures:
+            _count_errors(address_field, failures)
+        marked = set()
+        if mark and status == Delivery.Status.RUNNING:
+            marked = _mark_sending(token, mark)
+    return Flushed(status, applied, marked)
+
+
+def write_outcomes(delivery_id: int, token: str, outcomes: list[Outcome]) -> set[int]:
+    """Record outcomes (see ``flush``); returns the ids written."""
+    if not outcomes:
+        return set()
+    return flush(delivery_id, token, outcomes).applied
+
+
+def stopped_note() -> str:
+    return _("Not sent: the delivery was stopped by an operator.")
 
 
 def reap_expired(lease: float) -> int:
@@ -260,17 +451,26 @@ def reap_expired(lease: float) -> int:
 
 
 def refresh_counts(delivery_id: int) -> None:
-    """Recount sent / failed / unknown from the ledger (one indexed GROUP BY)."""
-    by_status = dict(
+    """Recount the delivery's summary from the ledger (one indexed GROUP BY): sent, failed,
+    unknown, stopped, and the send-time exclusions by reason."""
+    rows = (
         Recipient.objects.filter(delivery_id=delivery_id)
         .order_by()
-        .values_list("status")
+        .values_list("status", "exclusion")
         .annotate(n=Count("id"))
     )
+    by_status: dict[str, int] = {}
+    excluded: dict[str, int] = {}
+    for status, exclusion, n in rows:
+        by_status[status] = by_status.get(status, 0) + n
+        if status == Recipient.Status.EXCLUDED:
+            excluded[exclusion] = excluded.get(exclusion, 0) + n
     Delivery.objects.filter(pk=delivery_id).update(
         sent_count=by_status.get("sent", 0),
         failed_count=by_status.get("failed", 0),
         unknown_count=by_status.get("unknown", 0),
+        stopped_count=by_status.get("stopped", 0),
+        excluded_at_send=excluded,
     )
 
 
@@ -305,6 +505,65 @@ def running_delivery_ids() -> list[int]:
         .order_by("id")
         .values_list("id", flat=True)
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Exclusions at send time, and what the operator is told
+
+
+def exclusion(p: Prepared, row: Claimed, customer: dict[str, Any] | None, cleaned: set[str]) -> str:
+    """The first reason ``row`` may not be sent now, in the order of ``targeting.reason_sql``
+    ("" when it may). ``cleaned``: the batch's addresses that are in the list cleaning."""
+    if customer is None:
+        return Exclusion.DELETED
+    if not (customer[p.address_field] or "").strip():
+        return Exclusion.NO_ADDRESS
+    if customer["refused"]:
+        return Exclusion.REFUSED
+    if p.topic_key and p.topic_key in (customer["unsubscribed"] or ()):
+        return Exclusion.UNSUBSCRIBED
+    if row.address.strip().lower() in cleaned:
+        return Exclusion.LIST_CLEANING
+    if (customer[p.error_field] or 0) >= p.error_threshold:
+        return Exclusion.ERROR_COUNT
+    return ""
+
+
+def exclusion_note(reason: str) -> str:
+    notes = {
+        Exclusion.DELETED: _("Not sent: the customer was deleted after the delivery started."),
+        Exclusion.NO_ADDRESS: _("Not sent: the customer no longer has an address."),
+        Exclusion.REFUSED: _("Not sent: the customer refuses all mail (refusal flag)."),
+        Exclusion.UNSUBSCRIBED: _("Not sent: the customer unsubscribed from this mail's topic."),
+        Exclusion.LIST_CLEANING: _("Not sent: the address is excluded by list cleaning."),
+        Exclusion.ERROR_COUNT: _(
+            "Not sent: the address's error count reached the mail's threshold."
+        ),
+    }
+    return notes[reason]
+
+
+def relay_problem(e: smtp.RelayRejected) -> str:
+    """What the operator must change, for a relay that cannot work with its settings."""
+    messages = {
+        smtp.RelayRejected.CERTIFICATE: _(
+            "The relay's TLS certificate could not be verified (%(detail)s). Give the relay a "
+            "certificate for its name from a trusted authority, or turn off certificate "
+            "verification for this relay."
+        ),
+        smtp.RelayRejected.NO_STARTTLS: _(
+            "The relay does not offer STARTTLS (%(detail)s). Change the relay's security setting."
+        ),
+        smtp.RelayRejected.NO_AUTH: _(
+            "The relay does not offer authentication (%(detail)s). Some relays offer it only "
+            "over TLS: check the relay's security setting."
+        ),
+        smtp.RelayRejected.AUTH: _(
+            "The relay refused the user name or password (%(detail)s). Correct them in the "
+            "relay's settings."
+        ),
+    }
+    return messages[e.problem] % {"detail": e.detail}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -381,7 +640,7 @@ class Worker:
         for delivery_id in ids:
             self._batch_no += 1
             token = f"{self.worker_id}.{self._batch_no}"
-            rows = claim(delivery_id, token, self.config.batch_size)
+            rows = claim(delivery_id, token, self.config.batch_size, self.config.lease)
             if rows:
                 self.process(delivery_id, token, rows)
                 return True
@@ -390,42 +649,102 @@ class Worker:
         return False
 
     def process(self, delivery_id: int, token: str, rows: list[Claimed]) -> None:
+        """Send a leased batch in groups, each group marked "sending" by the flush that records
+        the outcomes of the one before (see the module docstring)."""
         try:
-            prepared = self.prepare(delivery_id)
+            p = self.prepare(delivery_id)
         except Exception as e:  # misconfiguration: give the rows back, pause, tell the operator
             log.exception("cannot prepare delivery %s", delivery_id)
-            write_outcomes(delivery_id, token, [Outcome(r.id, "queued", tried=False) for r in rows])
+            write_outcomes(delivery_id, token, [give_back(r.id) for r in rows])
             from okuru.mailings import actions
 
             actions.pause_for_error(delivery_id, str(e))
             return
+        pending, todo = self.screen(p, rows)
+        self._sleep_budget = self.config.max_rate_wait
+        self._deferred = {}
+        started = time.monotonic()
+        later: datetime | None = None  # when given-back rows are due (relay down: not now)
+        pause_reason = ""
+        i = 0
+        while i < len(todo) and not (self.stopping or later or pause_reason):
+            if time.monotonic() - started > self.config.batch_seconds:
+                break
+            group = todo[i : i + p.group_size(self.config)]
+            flushed = self._flush(p, token, pending, [row.id for row, _c in group])
+            pending = []
+            if flushed.status != Delivery.Status.RUNNING:
+                break  # paused or stopped: the flush put what it could not send back
+            t0, done = time.monotonic(), 0
+            for row, customer in group:
+                if row.id not in flushed.marked:
+                    continue  # no longer ours (stopped, or taken over after a lapsed lease)
+                if (
+                    self.stopping
+                    or later
+                    or pause_reason
+                    or (time.monotonic() - started > self.config.batch_seconds)
+                ):
+                    pending.append(give_back(row.id, later))
+                    continue
+                outcome = self.send_one(p, row, customer)
+                pending.append(outcome)
+                done += 1
+                if outcome.relay_down:
+                    later = timezone.now() + timedelta(seconds=self.config.retry_base)
+                pause_reason = pause_reason or outcome.pause_reason
+            p.observe(done, time.monotonic() - t0)
+            i += len(group)
+        pending += [give_back(row.id, later) for row, _c in todo[i:]]
+        self._flush(p, token, pending, [])
+        if pause_reason:
+            self.pause(delivery_id, p, pause_reason)
+        self._maybe_refresh_counts(delivery_id)
+
+    def _flush(self, p: Prepared, token: str, outcomes: list[Outcome], mark: list[int]) -> Flushed:
+        now = time.monotonic()
+        touch = now - p.last_touch >= TOUCH_INTERVAL
+        if touch:
+            p.last_touch = now
+        return flush(p.delivery_id, token, outcomes, mark, p.address_field, touch)
+
+    def screen(
+        self, p: Prepared, rows: list[Claimed]
+    ) -> tuple[list[Outcome], list[tuple[Claimed, dict[str, Any]]]]:
+        """Apply the exclusions again, to the customers as they are now: (outcomes of the rows
+        excluded, the rows to send with their customer)."""
         customers = {
             c["id"]: c
             for c in Customer.objects.filter(id__in=[r.customer_id for r in rows]).values(
                 *CUSTOMER_COLUMNS
             )
         }
-        outcomes: list[Outcome] = []
-        self._sleep_budget = self.config.max_rate_wait
-        self._deferred = {}
-        started = last_refresh = time.monotonic()
-        relay_down = False
-        for i, row in enumerate(rows):
-            now = time.monotonic()
-            if self.stopping or relay_down or now - started > self.config.batch_seconds:
-                later = None
-                if relay_down:
-                    later = timezone.now() + timedelta(seconds=self.config.retry_base)
-                outcomes += [Outcome(r.id, "queued", False, later) for r in rows[i:]]
-                break
-            if now - last_refresh > self.config.lease / 4:
-                refresh_lease(token)
-                last_refresh = now
-            outcome = self.send_one(prepared, row, customers.get(row.customer_id))
-            relay_down = outcome.relay_down
-            outcomes.append(outcome)
-        write_outcomes(delivery_id, token, outcomes)
-        self._maybe_refresh_counts(delivery_id)
+        cleaned = set(
+            ListCleaning.objects.filter(
+                address__in={r.address.strip().lower() for r in rows}
+            ).values_list("address", flat=True)
+        )
+        excluded, todo = [], []
+        for row in rows:
+            customer = customers.get(row.customer_id)
+            reason = exclusion(p, row, customer, cleaned)
+            if reason:
+                note = exclusion_note(reason)
+                excluded.append(Outcome(row.id, "excluded", False, exclusion=reason, note=note))
+            else:
+                todo.append((row, customer))
+        return excluded, todo
+
+    def pause(self, delivery_id: int, p: Prepared, reason: str) -> None:
+        """The relay's settings cannot work: pause with the reason, and forget the settings so
+        that the delivery picks up the corrected relay when it is resumed."""
+        from okuru.mailings import actions
+
+        actions.pause_for_error(delivery_id, reason)
+        self.prepared.pop(delivery_id, None)
+        conn = self.connections.pop(p.relay_key, None)
+        if conn is not None:
+            conn.abort()
 
     def _maybe_refresh_counts(self, delivery_id: int) -> None:
         now = time.monotonic()
@@ -435,9 +754,7 @@ class Worker:
 
     # -- one message -----------------------------------------------------------------------
 
-    def send_one(self, p: Prepared, row: Claimed, customer: dict[str, Any] | None) -> Outcome:
-        if customer is None:
-            return Outcome(row.id, "failed", note=_("The customer was deleted before sending."))
+    def send_one(self, p: Prepared, row: Claimed, customer: dict[str, Any]) -> Outcome:
         try:
             domain = row.address.rsplit("@", 1)[1].lower()
             relay_wait, domain_wait = self._rate_wait(p, domain)
@@ -462,6 +779,9 @@ class Worker:
                 "failed",
                 error_kind="bad_format",
                 note=_("Not a valid e-mail address: %(address)s") % {"address": row.address},
+                error_weight=error_weight("bad_format"),
+                customer_id=row.customer_id,
+                address=row.address,
             )
         except Exception as e:
             log.exception("cannot build message for ledger row %s", row.id)
@@ -490,10 +810,16 @@ class Worker:
 
     def transmit(self, p: Prepared, row: Claimed, envelope: Any) -> Outcome:
         conn = self.connections.get(p.relay_key)
-        if conn is None:
+        if conn is None or conn.relay != p.relay:  # new, or the relay's settings changed
+            if conn is not None:
+                conn.close()
             conn = self.connections[p.relay_key] = self.connect(p.relay)
         try:
             reply = conn.send(envelope.sender, envelope.recipient, envelope.data)
+        except smtp.RelayRejected as e:
+            outcome = give_back(row.id, note=relay_problem(e))
+            outcome.pause_reason = outcome.note or ""
+            return outcome
         except smtp.ConnectFailed as e:
             outcome = self.retry(p, row, str(e))
             outcome.relay_down = outcome.status == "queued"
@@ -528,7 +854,15 @@ class Worker:
             )
         if 500 <= reply.code < 600:
             kind = smtp.classify(reply.code, reply.text)
-            return Outcome(row.id, "failed", smtp_reply=str(reply), error_kind=kind)
+            return Outcome(
+                row.id,
+                "failed",
+                smtp_reply=str(reply),
+                error_kind=kind,
+                error_weight=error_weight(kind),
+                customer_id=row.customer_id,
+                address=row.address,
+            )
         return self.retry(p, row, str(reply), smtp_reply=str(reply))
 
     def retry(self, p: Prepared, row: Claimed, reason: str, smtp_reply: str = "") -> Outcome:
@@ -555,9 +889,8 @@ class Worker:
             return p
         d = Delivery.objects.select_related("relay").get(pk=delivery_id)
         relay = d.relay or default_relay()
-        relay_settings = smtp.RelaySettings(
-            relay.host, relay.port, relay.security, relay.username, relay.password, relay.timeout
-        )
+        relay_settings = relay.smtp_settings()
+        targeting = d.targeting or {}
         p = Prepared(
             delivery_id=delivery_id,
             compiled=CompiledMail(d.content, catalogue(), self.urls),
@@ -568,6 +901,9 @@ class Worker:
             urls=self.urls,
             relay_limit=self._relay_limiter(relay),
             per_domain=relay.per_domain_per_second,
+            address_field=targeting.get("address_field") or "email",
+            topic_key=targeting.get("topic_key") or "",
+            error_threshold=int(targeting.get("error_threshold") or 5),
         )
         self.prepared[delivery_id] = p
         return p

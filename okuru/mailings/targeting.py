@@ -328,8 +328,9 @@ def fill_ledger(delivery_id: int, targeting: dict[str, Any], specs: dict[str, Fi
     with connection.cursor() as cur:
         cur.execute(
             f"INSERT INTO {LEDGER} (delivery_id, customer_id, address, status, attempts, claim, "
-            "smtp_reply, error_kind, note, message_id, open_count, click_count) "
-            f"SELECT %s, f.id, f.address, 'queued', 0, '', '', '', '', '', 0, 0 FROM ({final}) f "
+            "smtp_reply, error_kind, exclusion, note, message_id, open_count, click_count) "
+            f"SELECT %s, f.id, f.address, 'queued', 0, '', '', '', '', '', '', 0, 0 "
+            f"FROM ({final}) f "
             "ORDER BY f.id",
             [delivery_id, *params],
         )
