@@ -443,3 +443,60 @@ def test_new_mail_pages_show_the_targeting_of_their_kind(member_client, kind, ma
     r = member_client.get(f"/mails/new/?kind={kind}")
     assert r.status_code == 200
     assert marker in r.content.decode()
+
+
+def test_content_of_a_reserved_mail_with_history_rows_stays_editable(member_client):
+    source = sent_delivery(2, domain="src.example")
+    tree = {
+        "match": "all",
+        "conditions": [
+            {"field": "email", "op": "has_value"},
+            {"kind": "delivery_history", "delivery": source.pk, "event": "opened", "link": None},
+        ],
+    }
+    mail = testing.make_mail(name="Follow-up", filter=tree)
+    Delivery.objects.create(mail=mail, status="reserved", scheduled_at=timezone.now())
+    page = member_client.get(f"/mails/{mail.pk}/edit/").content.decode()
+    builder = json.loads(
+        page.split('id="fb-input" value="')[1].split('"')[0].replace("&quot;", '"')
+    )
+    data = mail_data(
+        name="Follow-up",
+        subject="Changed {{ customer_id }}",
+        filter=json.dumps(builder),
+        history=[{"source": f"d:{source.pk}", "event": "opened"}],
+    )
+    r = member_client.post(f"/mails/{mail.pk}/edit/", data)
+    assert r.status_code == 302, r.content.decode()[:2000]
+    mail.refresh_from_db()
+    assert mail.subject == "Changed {{ customer_id }}"
+    assert mail.filter == tree
+
+
+def test_content_of_a_reserved_spot_delivery_stays_editable(member_client):
+    source = sent_delivery(2, domain="src.example")
+    view = View.objects.create(
+        name="Mailable", fields=["email", "email_error_count", "refused", "unsubscribed"]
+    )
+    cset = {
+        "match": "any",
+        "conditions": [{"kind": "delivery_history", "mail": source.mail_id, "event": "clicked"}],
+    }
+    mail = testing.make_mail(name="Spot", kind="spot", view=view, customer_set=cset)
+    Delivery.objects.create(mail=mail, status="reserved", scheduled_at=timezone.now())
+    data = mail_data(
+        name="Spot",
+        kind="spot",
+        view=str(view.pk),
+        subject="Changed {{ customer_id }}",
+        customer_set_match="any",
+        customer_set=[{"source": f"m:{source.mail_id}", "event": "clicked"}],
+    )
+    r = member_client.post(f"/mails/{mail.pk}/edit/", data)
+    assert r.status_code == 302, r.content.decode()[:2000]
+    mail.refresh_from_db()
+    assert mail.subject == "Changed {{ customer_id }}" and mail.customer_set == cset
+    data["cs-0-event"] = "opened"
+    r = member_client.post(f"/mails/{mail.pk}/edit/", data)
+    assert r.status_code == 400
+    assert "its target conditions cannot be changed" in r.content.decode()

@@ -210,3 +210,20 @@ def test_series_fills_quiet_hours_with_zeros(delivery):
     assert [p[1] + p[2] for p in points[1:3]] == [0, 0]
     assert sum(p[1] for p in points) == 4 and sum(p[2] for p in points) == 3
     assert reports.chart_svg({"unit": "hour", "points": points}).count("<circle") == 8
+
+
+def test_rows_excluded_at_send_time_and_stopped_rows_have_counts(delivery):
+    d = delivery
+    Recipient.objects.filter(pk=d.rows[5].pk).update(
+        status="excluded", exclusion="refused", sent_at=None
+    )
+    Recipient.objects.filter(pk=d.rows[4].pk).update(status="stopped")
+    Delivery.objects.filter(pk=d.pk).update(excluded_at_send={"refused": 1}, stopped_count=1)
+    d.refresh_from_db()
+    assert customers(d, "excluded") == ids(d, 5)
+    assert customers(d, "excluded:refused") == ids(d, 5)
+    assert customers(d, "excluded:no_address") == []
+    assert customers(d, "stopped") == ids(d, 4)
+    assert reports.count_label(d, "excluded:refused") == "Excluded at send time: Refusal flag"
+    s = reports.summary_json(d)
+    assert s["excluded_at_send"] == {"refused": 1} and s["stopped"] == 1

@@ -228,3 +228,15 @@ def test_report_of_a_reservation_offers_to_cancel_it(member_client):
     page = r.content.decode()
     assert "Reserved" in page and "Cancel reservation" in page
     assert "Summary only: not sent" in page
+
+
+def test_report_shows_exclusions_at_freeze_and_at_send(member_client, delivery):
+    Recipient.objects.filter(pk=delivery.rows[2].pk).update(
+        status="excluded", exclusion="unsubscribed"
+    )
+    Delivery.objects.filter(pk=delivery.pk).update(
+        excluded={"refused": 2, "duplicate": 1}, excluded_at_send={"unsubscribed": 1}
+    )
+    page = member_client.get(f"/mails/deliveries/{delivery.pk}/").content.decode()
+    assert "Refusal flag" in page and "Duplicate address" in page
+    assert f'href="/mails/deliveries/{delivery.pk}/recipients/excluded:unsubscribed/">1</a>' in page

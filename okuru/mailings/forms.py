@@ -120,6 +120,10 @@ class HistoryForm(forms.Form):
 
     def __init__(self, *args: Any, sources: list, links: list, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        # Always read the row: a formset skips an "extra" row that equals its initial value,
+        # which would drop a saved condition posted back unchanged. A row without a source is
+        # left out by condition() instead.
+        self.empty_permitted = False
         self.fields["source"].choices = sources
         self.fields["link"].choices = links
 
@@ -272,26 +276,42 @@ class MailForm(forms.ModelForm):
         return cleaned
 
     def build(self, history: list[dict], customer_set: list[dict]) -> Mail:
-        """The unsaved mail with its targeting from the builder and the condition rows."""
+        """The unsaved mail with its targeting from the builder and the condition rows.
+
+        A targeting value is replaced only when it means something else than the stored one
+        (the builder writes {} as an empty "all" group, rows drop empty keys): an unchanged
+        targeting must not count as a change, or a reserved mail's content could not be
+        edited."""
         mail = self.instance
         if mail.kind == Mail.Kind.SPOT:
-            mail.filter = {}
             match = self.cleaned_data.get("customer_set_match") or "all"
-            mail.customer_set = {"match": match, "conditions": customer_set} if customer_set else {}
+            cset = {"match": match, "conditions": customer_set} if customer_set else {}
+            _replace(mail, "customer_set", cset)
         else:
-            tree = join_filter(self.cleaned_data["filter"], history)
-            # Keep the stored tree when nothing changed (the builder writes {} as an empty
-            # "all" group): a reserved mail's content stays editable.
-            if _canonical(tree) != _canonical(mail.filter):
-                mail.filter = tree
-            mail.customer_set = {}
+            _replace(mail, "filter", join_filter(self.cleaned_data["filter"], history))
+            _replace(mail, "customer_set", {})
             mail.view = None
             mail.recipient_list = None
         return mail
 
 
+def _replace(mail: Mail, attr: str, tree: dict) -> None:
+    if _canonical(tree) != _canonical(getattr(mail, attr)):
+        setattr(mail, attr, tree)
+
+
 def _canonical(tree: Any) -> str:
-    return json.dumps(filters.parse_tree(tree), sort_keys=True)
+    def clean(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: clean(v) for k, v in node.items() if v not in (None, "")}
+        if isinstance(node, list):
+            return [clean(v) for v in node]
+        return node
+
+    tree = filters.parse_tree(tree) if tree else {"match": "all", "conditions": []}
+    if not tree.get("conditions"):
+        tree = {"match": "all", "conditions": []}  # {} and an empty group of either kind
+    return json.dumps(clean(tree), sort_keys=True)
 
 
 def apply_errors(form: forms.BaseForm, error: ValidationError) -> None:

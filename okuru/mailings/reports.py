@@ -9,6 +9,8 @@ A *count* is a named set of ledger rows that a report shows a number for and dri
 ``errors``            failed at send time, or bounced later (配信エラー数)
 ``error:<kind>``      errors of one kind (``bad_format``, ``unknown_user`` …)
 ``unknown``           may or may not have gone out; waiting for an operator
+``excluded``          excluded just before sending (``excluded:<reason>`` for one reason)
+``stopped``           never sent: an operator stopped the delivery
 ``opened``            opened at least once (a click counts as an open)
 ``not_opened``        sent and never opened
 ``clicked``           clicked any tracked link
@@ -16,8 +18,10 @@ A *count* is a named set of ledger rows that a report shows a number for and dri
 ``clicked:<link>``    clicked that tracked link (``TrackedLink.id``)
 ====================  =============================================================
 
-Exclusions (refusal flag, unsubscribed …) are counted when the ledger is frozen, but excluded
-customers never get a ledger row, so they have a number and no drill-down.
+Exclusions (refusal flag, unsubscribed …) are counted when the ledger is frozen, and those
+customers never get a ledger row, so they have a number and no drill-down. Customers who became
+excluded between the freeze and their turn to be sent keep their row (status ``excluded``), and
+those have both.
 
 Recipient exports write the customers of a count with the customers export's own machinery
 (``okuru.customers.exporter``): the header "Customer ID" and field labels, formula
@@ -52,7 +56,7 @@ from okuru.customers import exporter, filters, sql
 from okuru.customers.filters import FilterError
 from okuru.lib import csvio
 from okuru.mailings import targeting
-from okuru.mailings.models import Delivery, ErrorKind, Event, Recipient, TrackedLink
+from okuru.mailings.models import Delivery, ErrorKind, Event, Exclusion, Recipient, TrackedLink
 
 PAGE_SIZE = 50
 EPOCH = datetime.min.replace(tzinfo=UTC)
@@ -63,6 +67,8 @@ SIMPLE_COUNTS = (
     "sent",
     "errors",
     "unknown",
+    "excluded",
+    "stopped",
     "opened",
     "not_opened",
     "clicked",
@@ -118,6 +124,8 @@ def count_condition(delivery: Delivery, count: str) -> Q:
         "sent": sent,
         "errors": Q(status=Recipient.Status.FAILED) | ~Q(error_kind=""),
         "unknown": Q(status=Recipient.Status.UNKNOWN),
+        "excluded": Q(status=Recipient.Status.EXCLUDED),
+        "stopped": Q(status=Recipient.Status.STOPPED),
         "opened": Q(first_open_at__isnull=False),
         "not_opened": sent & Q(first_open_at__isnull=True),
         "clicked": Q(click_count__gt=0),
@@ -128,6 +136,8 @@ def count_condition(delivery: Delivery, count: str) -> Q:
     name, _sep, arg = count.partition(":")
     if name == "error" and arg in ErrorKind.values:
         return Q(error_kind=arg)
+    if name == "excluded" and arg in Exclusion.values:
+        return Q(status=Recipient.Status.EXCLUDED, exclusion=arg)
     if name == "clicked" and arg:
         link = _link(delivery, arg)
         clicked = Event.objects.filter(
@@ -147,6 +157,8 @@ def count_label(delivery: Delivery, count: str) -> str:
         "sent": _("Sent"),
         "errors": _("Errors"),
         "unknown": _("Unknown"),
+        "excluded": _("Excluded at send time"),
+        "stopped": _("Not sent: delivery stopped"),
         "opened": _("Opened"),
         "not_opened": _("Not opened"),
         "clicked": _("Clicked"),
@@ -157,6 +169,8 @@ def count_label(delivery: Delivery, count: str) -> str:
     name, _sep, arg = count.partition(":")
     if name == "error":
         return _("Errors: %(kind)s") % {"kind": ErrorKind(arg).label}
+    if name == "excluded":
+        return _("Excluded at send time: %(reason)s") % {"reason": Exclusion(arg).label}
     link = _link(delivery, arg)
     return _("Clicked: %(link)s") % {"link": link.name or link.url}
 
@@ -249,10 +263,13 @@ def summary(delivery: Delivery) -> dict[str, Any]:
         links = link_stats(delivery)
     sent = delivery.sent_count
     excluded = {k: v for k, v in (delivery.excluded or {}).items() if v}
+    at_send = {k: v for k, v in (delivery.excluded_at_send or {}).items() if v}
     return {
         "matched": delivery.matched_count,
         "excluded": excluded,
         "excluded_total": sum(excluded.values()),
+        "excluded_at_send": at_send,
+        "stopped": delivery.stopped_count,
         "recipients": delivery.recipient_count,
         "sent": sent,
         "failed": delivery.failed_count,
@@ -289,6 +306,8 @@ def summary_json(delivery: Delivery) -> dict[str, Any]:
         "sent": s["sent"],
         "failed": s["failed"],
         "unknown": s["unknown"],
+        "excluded_at_send": s["excluded_at_send"],
+        "stopped": s["stopped"],
         "errors": s["errors"],
         "errors_by_kind": {k: n for k, _label, n in s["errors_by_kind"]},
         "opens": {"unique": s["open_unique"], "total": s["open_total"], "rate": s["open_rate"]},

@@ -37,7 +37,7 @@ from okuru.customers.views import _builder_context, _picker_fields
 from okuru.lib import signing, smtp
 from okuru.mailings import actions, forms, rendering, reports, targeting
 from okuru.mailings.messages import MessageBuilder
-from okuru.mailings.models import Delivery, Mail, TrackedLink
+from okuru.mailings.models import Delivery, Exclusion, Mail, TrackedLink
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 50
@@ -307,15 +307,9 @@ def mail_counts(request: HttpRequest, mail_id: int) -> HttpResponse:
 
 
 def reason_label(reason: str) -> str:
-    return {
-        "deleted": _("Customer deleted"),
-        "no_address": _("No address"),
-        "refused": _("Refusal flag"),
-        "unsubscribed": _("Unsubscribed from the topic"),
-        "list_cleaning": _("List cleaning"),
-        "error_count": _("Error count at or over the threshold"),
-        "duplicate": _("Duplicate address"),
-    }.get(reason, reason)
+    if reason == "duplicate":
+        return _("Duplicate address")
+    return Exclusion(reason).label if reason in Exclusion.values else reason
 
 
 # ---------------------------------------------------------------------------------------------
@@ -427,9 +421,16 @@ def delivery_report(request: HttpRequest, delivery_id: int) -> HttpResponse:
         "chart": reports.chart_svg(reports.series(delivery)),
         "can_send": _can(request, "sending"),
         "can_export": _can(request, "export_data"),
-        "excluded": [(r, reason_label(r), n) for r, n in summary["excluded"].items()],
+        "excluded": _exclusion_rows(summary),
     }
     return render(request, "mailings/report.html", ctx)
+
+
+def _exclusion_rows(summary: dict[str, Any]) -> list[tuple[str, str, int, int]]:
+    """(reason, label, excluded when frozen, excluded at send time) for the report."""
+    frozen, at_send = summary["excluded"], summary["excluded_at_send"]
+    reasons = [*frozen, *(r for r in at_send if r not in frozen)]
+    return [(r, reason_label(r), frozen.get(r, 0), at_send.get(r, 0)) for r in reasons]
 
 
 def _count_or_404(delivery: Delivery, count: str) -> str:
