@@ -243,11 +243,7 @@ def _send_test(mail: Mail, addresses: list[str], customer_id: int | None) -> lis
     content["return_path_domain"] = ""  # bounces of a test have no ledger row to land on
     builder = MessageBuilder(0, content)
     relay = mail.relay or default_relay()
-    conn = smtp.Connection(
-        smtp.RelaySettings(
-            relay.host, relay.port, relay.security, relay.username, relay.password, relay.timeout
-        )
-    )
+    conn = smtp.Connection(relay.smtp_settings())
     refused = []
     try:
         for address in addresses:
