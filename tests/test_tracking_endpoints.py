@@ -127,7 +127,7 @@ def test_click_redirects_to_the_mails_own_link_and_counts(client, delivery, rows
     r = client.get(path)
     assert r.status_code == 302
     assert r["Location"] == SALE
-    assert r["Referrer-Policy"] == "no-referrer"
+    assert r["Referrer-Policy"] == "same-origin"
     client.get(path)
     client.get(urls_for(rows[1])[f"click:{SALE}"])
     rows[0].refresh_from_db()

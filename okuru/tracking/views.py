@@ -68,9 +68,11 @@ def is_safe_target(url: str) -> bool:
 
 
 def _private(response: HttpResponse) -> HttpResponse:
-    # Tokens are in the URL: keep them out of caches and out of Referer headers.
+    # Tokens are in the URL: keep them out of caches and out of other sites' Referer headers.
+    # Not "no-referrer": with it browsers send "Origin: null" on the unsubscribe form's POST,
+    # which Django's CSRF origin check refuses.
     response["Cache-Control"] = NO_STORE
-    response["Referrer-Policy"] = "no-referrer"
+    response["Referrer-Policy"] = "same-origin"
     return response
 
 
