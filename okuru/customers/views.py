@@ -135,13 +135,13 @@ def _builder(specs: dict[str, FieldSpec]) -> dict[str, Any]:
     }
 
 
-def _builder_context(specs: dict[str, FieldSpec], tree: dict | str | None) -> dict[str, Any]:
+def builder_context(specs: dict[str, FieldSpec], tree: dict | str | None) -> dict[str, Any]:
     if not isinstance(tree, str):
         tree = json.dumps(tree or {"match": "all", "conditions": []}, ensure_ascii=False)
     return {"builder": _builder(specs), "filter_json": tree}
 
 
-def _picker_fields(specs: dict[str, FieldSpec], chosen: list[str]) -> dict[str, Any]:
+def picker_fields(specs: dict[str, FieldSpec], chosen: list[str]) -> dict[str, Any]:
     """Available and chosen fields for the field picker, chosen ones in their order."""
     return {
         "chosen_fields": [(k, capfirst(specs[k].label)) for k in chosen if k in specs],
@@ -209,7 +209,7 @@ def customer_list(request: HttpRequest) -> HttpResponse:
         total = filters.count(tree, specs)
     except filters.FilterError as e:
         shown = request.GET.get("filter") or (json.dumps(view.filter) if view else "")
-        ctx.update(_builder_context(specs, shown[:MAX_FILTER_CHARS]))
+        ctx.update(builder_context(specs, shown[:MAX_FILTER_CHARS]))
         ctx.update(filter_error=str(e), columns=[], rows=[])
         return render(request, "customers/list.html", ctx)
     after, before = _int_param(request, "after"), _int_param(request, "before")
@@ -218,7 +218,7 @@ def customer_list(request: HttpRequest) -> HttpResponse:
     keep = {"filter": json.dumps(tree, ensure_ascii=False)}
     if view is not None:
         keep["view"] = str(view.pk)
-    ctx.update(_builder_context(specs, tree))
+    ctx.update(builder_context(specs, tree))
     ctx.update(
         total=total,
         total_display=f"{total:,}",
@@ -354,8 +354,8 @@ def view_list(request: HttpRequest) -> HttpResponse:
 def _view_form_page(request: HttpRequest, form: ViewForm, view: View | None) -> HttpResponse:
     tree = form.data.get("filter", "") if form.is_bound else (view.filter if view else None)
     ctx = {"form": form, "view": view}
-    ctx.update(_builder_context(form.specs, tree))
-    ctx.update(_picker_fields(form.specs, form.chosen))
+    ctx.update(builder_context(form.specs, tree))
+    ctx.update(picker_fields(form.specs, form.chosen))
     return render(request, "customers/view_form.html", ctx)
 
 
@@ -614,8 +614,8 @@ def _export_page(request: HttpRequest, form: ExportForm) -> HttpResponse:
         "recent": Job.objects.filter(kind="export", operator=request.user)[:10],
         "stream_max": STREAM_EXPORT_MAX_ROWS,
     }
-    ctx.update(_builder_context(form.specs, tree))
-    ctx.update(_picker_fields(form.specs, form.chosen))
+    ctx.update(builder_context(form.specs, tree))
+    ctx.update(picker_fields(form.specs, form.chosen))
     return render(request, "customers/export.html", ctx)
 
 

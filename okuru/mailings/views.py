@@ -33,7 +33,7 @@ from okuru.accounts.access import require_right
 from okuru.customers.fields import catalogue
 from okuru.customers.filters import FilterError
 from okuru.customers.models import Customer
-from okuru.customers.views import _builder_context, _picker_fields
+from okuru.customers.views import builder_context, picker_fields
 from okuru.lib import signing, smtp
 from okuru.mailings import actions, forms, rendering, reports, targeting
 from okuru.mailings.messages import MessageBuilder
@@ -109,7 +109,7 @@ def _form_page(request: HttpRequest, mail: Mail) -> HttpResponse:
         "locked": actions.is_locked(mail),
         "kind": form["kind"].value() or mail.kind,
     }
-    ctx.update(_builder_context(catalogue(), form["filter"].value()))
+    ctx.update(builder_context(catalogue(), form["filter"].value()))
     status = 400 if data is not None else 200
     return render(request, "mailings/form.html", ctx, status=status)
 
@@ -456,7 +456,7 @@ def delivery_recipients(request: HttpRequest, delivery_id: int, count: str) -> H
         "can_export": _can(request, "export_data"),
         "export_form": forms.ExportForm(),
     }
-    ctx.update(_picker_fields(catalogue(), DEFAULT_EXPORT_FIELDS))
+    ctx.update(picker_fields(catalogue(), DEFAULT_EXPORT_FIELDS))
     return render(request, "mailings/recipients.html", ctx)
 
 
