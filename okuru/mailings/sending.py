@@ -730,7 +730,9 @@ class Worker:
             reason = exclusion(p, row, customer, cleaned)
             if reason:
                 note = exclusion_note(reason)
-                excluded.append(Outcome(row.id, "excluded", False, exclusion=reason, note=note))
+                excluded.append(
+                    Outcome(row.id, "excluded", False, smtp_reply=None, exclusion=reason, note=note)
+                )  # smtp_reply None: a retried row keeps its last attempt's reply
             else:
                 todo.append((row, customer))
         return excluded, todo

@@ -36,6 +36,9 @@ class SinkHandler:
         self.messages: list[tuple[str, str, bytes]] = []
         self.received: Counter[str] = Counter()
         self.attempts: Counter[str] = Counter()
+        # Per message: was the session encrypted, and who logged in (None: nobody).
+        self.sessions: list[tuple[bool, str | None]] = []
+        self.mechanisms: list[str] = []  # AUTH mechanisms clients used, successful or not
 
     def _next(self, address: str) -> str:
         with self.lock:
@@ -62,10 +65,14 @@ class SinkHandler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope) -> str:
+        login = session.auth_data.login.decode() if session.authenticated else None
+        # Implicit TLS or after STARTTLS: either way the transport is an SSL one.
+        encrypted = server.transport.get_extra_info("ssl_object") is not None
         with self.lock:
             for rcpt in envelope.rcpt_tos:
                 self.messages.append((envelope.mail_from, rcpt, envelope.original_content))
                 self.received[rcpt] += 1
+                self.sessions.append((encrypted, login))
         if getattr(envelope, "drop_after_data", False):
             server.transport.close()
             return "421 4.4.2 Closing"
@@ -76,12 +83,33 @@ class SinkHandler:
 
 
 class Sink:
-    """An aiosmtpd server on a free port in this process."""
+    """An aiosmtpd server on a free port in this process.
 
-    def __init__(self, pipelining: bool = True) -> None:
+    ``server`` passes on to aiosmtpd: ``ssl_context`` (implicit TLS), ``tls_context`` and
+    ``require_starttls`` (STARTTLS), ``auth_exclude_mechanism``, ``auth_require_tls``. With
+    ``users`` ({login: password}) the sink offers AUTH (PLAIN and LOGIN) and checks them."""
+
+    def __init__(
+        self, pipelining: bool = True, users: dict[str, str] | None = None, **server: Any
+    ) -> None:
         self.handler = SinkHandler(pipelining)
         self.port = free_port()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        if users is not None:
+            server["authenticator"] = self._authenticator(users)
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **server)
+
+    def _authenticator(self, users: dict[str, str]) -> Any:
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        def authenticate(server, session, envelope, mechanism, auth_data) -> AuthResult:
+            self.handler.mechanisms.append(mechanism)
+            ok = (
+                isinstance(auth_data, LoginPassword)
+                and users.get(auth_data.login.decode()) == auth_data.password.decode()
+            )
+            return AuthResult(success=ok, handled=False, auth_data=auth_data)
+
+        return authenticate
 
     def __enter__(self) -> Sink:
         self.controller.start()
