@@ -31,6 +31,12 @@ from okuru.accounts.models import RIGHTS, ApiToken, Job, Notification, Operation
 PAGE_SIZE = 50
 
 
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """The 403 page (``handler403``): it shows the reason, which names the missing right."""
+    message = str(exception or "") or _("You do not have the right to do this.")
+    return render(request, "accounts/403.html", {"message": message}, status=403)
+
+
 def _safe_next(request: HttpRequest, default: str = "/") -> str:
     nxt = request.POST.get("next") or request.GET.get("next") or ""
     if url_has_allowed_host_and_scheme(

@@ -13,7 +13,7 @@ from django.utils.translation import gettext as _
 from ninja import Body, Query, Router, Schema, Status
 
 from okuru.accounts import audit
-from okuru.api.auth import require
+from okuru.api.auth import needs
 from okuru.api.errors import bad_request, form_errors, not_found
 from okuru.customers import filters
 from okuru.customers.fields import FieldSpec, catalogue, parse_flag, row_value
@@ -62,11 +62,12 @@ def _tree(raw: str | None, specs: dict[str, FieldSpec] | None = None) -> dict:
     return tree
 
 
-@router.get("/customers", response=CustomerPage, summary="List customers")
+@router.get(
+    "/customers", auth=needs("customers_read"), response=CustomerPage, summary="List customers"
+)
 def list_customers(request: HttpRequest, params: Query[ListParams]):
     """Customers in Customer ID order. ``filter`` is a filter tree as JSON; page on with
     ``after`` = the previous page's ``next_after``."""
-    require(request, "customers_read")
     if not 1 <= params.limit <= MAX_LIMIT:
         raise bad_request(_("limit must be between 1 and %(max)s.") % {"max": MAX_LIMIT})
     specs = catalogue()
@@ -82,16 +83,21 @@ def list_customers(request: HttpRequest, params: Query[ListParams]):
     }
 
 
-@router.get("/customers/count", response=Count, summary="Count customers")
+@router.get(
+    "/customers/count", auth=needs("customers_read"), response=Count, summary="Count customers"
+)
 def count_customers(request: HttpRequest, filter: str | None = None):
-    require(request, "customers_read")
     specs = catalogue()
     return {"count": filters.count(_tree(filter, specs), specs)}
 
 
-@router.get("/customers/{customer_id}", response=dict[str, Any], summary="Get a customer")
+@router.get(
+    "/customers/{customer_id}",
+    auth=needs("customers_read"),
+    response=dict[str, Any],
+    summary="Get a customer",
+)
 def get_customer(request: HttpRequest, customer_id: int):
-    require(request, "customers_read")
     return customer_json(_get_customer(customer_id), catalogue())
 
 
@@ -155,30 +161,42 @@ def _save(request: HttpRequest, form: CustomerForm, action: str) -> Customer:
     return customer
 
 
-@router.post("/customers", response={201: dict[str, Any]}, summary="Create a customer")
+@router.post(
+    "/customers",
+    auth=needs("customers_read", "customers_write"),
+    response={201: dict[str, Any]},
+    summary="Create a customer",
+)
 def create_customer(request: HttpRequest, payload: Body[dict[str, Any]]):
     """The body maps field keys to values: text, numbers, true/false for flags, lists for
     multi-selects. Dates are YYYY-MM-DD, date-times YYYY-MM-DD HH:MM:SS (local time) or ISO
     8601 with an offset."""
-    require(request, "customers_read", "customers_write")
     specs = catalogue()
     customer = _save(request, _bound_form(specs, payload, None), "customer_create")
     return Status(201, customer_json(customer, specs))
 
 
-@router.patch("/customers/{customer_id}", response=dict[str, Any], summary="Update a customer")
+@router.patch(
+    "/customers/{customer_id}",
+    auth=needs("customers_read", "customers_write"),
+    response=dict[str, Any],
+    summary="Update a customer",
+)
 def update_customer(request: HttpRequest, customer_id: int, payload: Body[dict[str, Any]]):
     """Only the fields in the body change; null or an empty value clears a field."""
-    require(request, "customers_read", "customers_write")
     customer = _get_customer(customer_id)
     specs = catalogue()
     customer = _save(request, _bound_form(specs, payload, customer), "customer_update")
     return customer_json(customer, specs)
 
 
-@router.delete("/customers/{customer_id}", response={204: None}, summary="Delete a customer")
+@router.delete(
+    "/customers/{customer_id}",
+    auth=needs("customers_read", "customers_write"),
+    response={204: None},
+    summary="Delete a customer",
+)
 def delete_customer(request: HttpRequest, customer_id: int):
-    require(request, "customers_read", "customers_write")
     customer = _get_customer(customer_id)
     with transaction.atomic():
         customer.delete()

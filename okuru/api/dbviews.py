@@ -13,7 +13,7 @@ from django.utils.translation import gettext as _
 from ninja import Router, Schema, Status
 
 from okuru.accounts import audit
-from okuru.api.auth import require
+from okuru.api.auth import needs
 from okuru.api.errors import ApiError, form_errors, not_found
 from okuru.customers.fields import catalogue
 from okuru.customers.forms import ViewForm
@@ -74,21 +74,30 @@ def _form(name: str, tree: dict | None, fields: list[str], view: View | None) ->
     return form
 
 
-@router.get("/views", response=list[ViewOut], summary="List database views")
+@router.get(
+    "/views", auth=needs("customers_read"), response=list[ViewOut], summary="List database views"
+)
 def list_views(request: HttpRequest):
-    require(request, "customers_read")
     return [view_json(v) for v in View.objects.select_related("owner")]
 
 
-@router.get("/views/{view_id}", response=ViewOut, summary="Get a database view")
+@router.get(
+    "/views/{view_id}",
+    auth=needs("customers_read"),
+    response=ViewOut,
+    summary="Get a database view",
+)
 def get_view(request: HttpRequest, view_id: int):
-    require(request, "customers_read")
     return view_json(_get_view(view_id))
 
 
-@router.post("/views", response={201: ViewOut}, summary="Create a database view")
+@router.post(
+    "/views",
+    auth=needs("customers_read", "customers_write"),
+    response={201: ViewOut},
+    summary="Create a database view",
+)
 def create_view(request: HttpRequest, payload: ViewIn):
-    require(request, "customers_read", "customers_write")
     d = _form(payload.name, payload.filter, payload.fields, None).cleaned_data
     with transaction.atomic():
         view = View.objects.create(
@@ -98,9 +107,13 @@ def create_view(request: HttpRequest, payload: ViewIn):
     return Status(201, view_json(view))
 
 
-@router.patch("/views/{view_id}", response=ViewOut, summary="Change a database view")
+@router.patch(
+    "/views/{view_id}",
+    auth=needs("customers_read", "customers_write"),
+    response=ViewOut,
+    summary="Change a database view",
+)
 def update_view(request: HttpRequest, view_id: int, payload: ViewPatch):
-    require(request, "customers_read", "customers_write")
     view = _get_view(view_id)
     d = _form(
         payload.name if payload.name is not None else view.name,
@@ -115,9 +128,13 @@ def update_view(request: HttpRequest, view_id: int, payload: ViewPatch):
     return view_json(view)
 
 
-@router.delete("/views/{view_id}", response={204: None}, summary="Delete a database view")
+@router.delete(
+    "/views/{view_id}",
+    auth=needs("customers_read", "customers_write"),
+    response={204: None},
+    summary="Delete a database view",
+)
 def delete_view(request: HttpRequest, view_id: int):
-    require(request, "customers_read", "customers_write")
     view = _get_view(view_id)
     try:
         with transaction.atomic():

@@ -10,7 +10,7 @@ from django.http import HttpRequest
 from django.utils.translation import gettext as _
 from ninja import Router, Schema, Status
 
-from okuru.api.auth import require
+from okuru.api.auth import needs
 from okuru.api.errors import bad_request, not_found
 from okuru.customers import design
 from okuru.customers.fields import STANDARD_KEYS, FieldSpec, catalogue, spec_for
@@ -68,16 +68,16 @@ def _user_field(key: str) -> Field:
     return field
 
 
-@router.get("/fields", response=list[FieldOut], summary="List fields")
+@router.get("/fields", auth=needs("customers_read"), response=list[FieldOut], summary="List fields")
 def list_fields(request: HttpRequest):
     """Every field of the master database, standard fields first, in display order."""
-    require(request, "customers_read")
     return [field_json(s) for s in catalogue().values()]
 
 
-@router.post("/fields", response={201: FieldOut}, summary="Add a field")
+@router.post(
+    "/fields", auth=needs("database_design"), response={201: FieldOut}, summary="Add a field"
+)
 def add_field(request: HttpRequest, payload: FieldIn):
-    require(request, "database_design")
     try:
         field = design.add_field(
             payload.key.strip(),
@@ -93,11 +93,15 @@ def add_field(request: HttpRequest, payload: FieldIn):
     return Status(201, field_json(spec_for(field)))
 
 
-@router.patch("/fields/{key}", response=FieldOut, summary="Rename a field or change its options")
+@router.patch(
+    "/fields/{key}",
+    auth=needs("database_design"),
+    response=FieldOut,
+    summary="Rename a field or change its options",
+)
 def change_field(request: HttpRequest, key: str, payload: FieldPatch):
     """A new ``label`` renames the field (its key and data stay); ``required``, ``unique`` and
     ``choices`` change its options. All of it or none."""
-    require(request, "database_design")
     field = _user_field(key)
     options = payload.dict(exclude_none=True, exclude={"label"})
     try:
@@ -111,10 +115,14 @@ def change_field(request: HttpRequest, key: str, payload: FieldPatch):
     return field_json(spec_for(field))
 
 
-@router.delete("/fields/{key}", response={204: None}, summary="Delete a field and its data")
+@router.delete(
+    "/fields/{key}",
+    auth=needs("database_design"),
+    response={204: None},
+    summary="Delete a field and its data",
+)
 def delete_field(request: HttpRequest, key: str):
     """Deletes the field and its value on every customer. There is no undo."""
-    require(request, "database_design")
     _user_field(key)
     try:
         design.delete_field(key, actor=request)

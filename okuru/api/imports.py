@@ -11,7 +11,7 @@ from ninja import File, Form, Router, Status
 from ninja.files import UploadedFile
 
 from okuru.accounts import audit, jobs
-from okuru.api.auth import require
+from okuru.api.auth import needs
 from okuru.api.errors import form_errors
 from okuru.api.jobs import JobOut, job_json
 from okuru.customers.forms import ImportForm
@@ -34,7 +34,9 @@ def _store(upload: UploadedFile) -> Path:
     return target
 
 
-@router.post("/imports", response={202: JobOut}, summary="Import a CSV file")
+@router.post(
+    "/imports", auth=needs("import_data"), response={202: JobOut}, summary="Import a CSV file"
+)
 def start_import(
     request: HttpRequest,
     file: File[UploadedFile],
@@ -45,7 +47,6 @@ def start_import(
 ):
     """``mode``: insert, update or upsert. ``key``: customer_id or a unique field's key.
     ``encoding``: auto, utf-8 or cp932. ``dry_run``: check and report, change nothing."""
-    require(request, "import_data")
     data = QueryDict(mutable=True)
     data.update({"mode": mode, "key": key, "encoding": encoding})
     if dry_run:
