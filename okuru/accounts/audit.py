@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from django.http import HttpRequest
 
 from okuru.accounts.models import OperationLog, Operator
+
+# The source IP of the request a background job was started from, while the job runs: what
+# the job logs (the import itself, the export file) was asked for from there.
+_job_source_ip: ContextVar[str | None] = ContextVar("okuru_job_source_ip", default=None)
+
+
+@contextmanager
+def source_ip(ip: str | None) -> Iterator[None]:
+    """Entries logged without a request inside this block carry ``ip`` as their source IP."""
+    token = _job_source_ip.set(ip)
+    try:
+        yield
+    finally:
+        _job_source_ip.reset(token)
 
 
 def client_ip(request: HttpRequest | None) -> str | None:
@@ -41,5 +58,5 @@ def log(
         action=action,
         target=str(target)[:300],
         detail=detail or {},
-        source_ip=client_ip(request),
+        source_ip=client_ip(request) if request is not None else _job_source_ip.get(),
     )

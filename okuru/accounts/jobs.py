@@ -19,6 +19,7 @@ from django.db import transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from okuru.accounts import audit
 from okuru.accounts.models import Job, Notification, Operator
 
 log = logging.getLogger(__name__)
@@ -61,11 +62,20 @@ class Progress:
 
 
 def start(
-    kind: str, operator: Operator | None, params: dict[str, Any], input_file: str = ""
+    kind: str,
+    operator: Operator | None,
+    params: dict[str, Any],
+    input_file: str = "",
+    *,
+    source_ip: str | None = None,
 ) -> Job:
+    """Queue a job. ``source_ip`` (``audit.client_ip(request)``) goes on the operation log
+    entries that the job writes."""
     from okuru.accounts.tasks import run_job
 
-    job = Job.objects.create(kind=kind, operator=operator, params=params, input_file=input_file)
+    job = Job.objects.create(
+        kind=kind, operator=operator, params=params, input_file=input_file, source_ip=source_ip
+    )
     transaction.on_commit(lambda: run_job.enqueue(job.pk))
     return job
 
@@ -79,7 +89,7 @@ def run(job_id: int) -> Job | None:
         return None
     job = Job.objects.select_related("operator").get(pk=job_id)
     lang = (job.operator.language if job.operator else "") or settings.LANGUAGE_CODE
-    with translation.override(lang):
+    with translation.override(lang), audit.source_ip(job.source_ip):
         try:
             result = RUNNERS[job.kind](job, Progress(job))
         except JobError as e:

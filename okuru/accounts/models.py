@@ -110,6 +110,8 @@ class Job(models.Model):
     error = models.TextField(blank=True)
     input_file = models.CharField(max_length=500, blank=True)
     output_file = models.CharField(max_length=500, blank=True)
+    # Where the job was asked for: the operation log entries the job writes carry it.
+    source_ip = models.GenericIPAddressField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created", "-id"]

@@ -120,6 +120,8 @@ def _set_language_cookie(response: HttpResponse, language: str) -> None:
 
 @require_POST
 def logout_view(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        audit.log(request, "logout", request.user.get_username())
     logout(request)
     return redirect("accounts:login")
 

@@ -55,7 +55,7 @@ def start_export(request: HttpRequest, payload: ExportIn):
         "encoding": d["encoding"],
         "rows": filters.count(tree, specs),
     }
-    job = jobs.start("export", request.user, params=params)
+    job = jobs.start("export", request.user, params=params, source_ip=audit.client_ip(request))
     audit.log(request, "export_start", f"job {job.pk}", params)
     return Status(202, job_json(job))
 

@@ -64,6 +64,12 @@ def start_import(
         "dry_run": d["dry_run"],
         "filename": d["file"].name,
     }
-    job = jobs.start("import", request.user, params=params, input_file=str(path))
+    job = jobs.start(
+        "import",
+        request.user,
+        params=params,
+        input_file=str(path),
+        source_ip=audit.client_ip(request),
+    )
     audit.log(request, "import_start", f"job {job.pk}", params)
     return Status(202, job_json(job))

@@ -595,7 +595,13 @@ def _import_page(request: HttpRequest) -> HttpResponse:
             "dry_run": d["dry_run"],
             "filename": d["file"].name,
         }
-        job = jobs.start("import", request.user, params=params, input_file=str(path))
+        job = jobs.start(
+            "import",
+            request.user,
+            params=params,
+            input_file=str(path),
+            source_ip=audit.client_ip(request),
+        )
         audit.log(request, "import_start", f"job {job.pk}", {k: v for k, v in params.items()})
         return redirect("accounts:job", job.pk)
     recent = Job.objects.filter(kind="import", operator=request.user)[:10]
@@ -683,7 +689,7 @@ def _export_now(request: HttpRequest, form: ExportForm, tree: dict, rows: int) -
     audit.log(
         request,
         "export",
-        _("%(count)s customers") % {"count": rows},
+        ngettext("%(count)s customer", "%(count)s customers", rows) % {"count": rows},
         {"fields": d["fields"], "filter": tree, "encoding": d["encoding"], "rows": rows},
     )
     charset = "cp932" if d["encoding"] == "cp932" else "utf-8"
@@ -733,7 +739,7 @@ def export_page(request: HttpRequest) -> HttpResponse:
         "encoding": d["encoding"],
         "rows": rows,
     }
-    job = jobs.start("export", request.user, params=params)
+    job = jobs.start("export", request.user, params=params, source_ip=audit.client_ip(request))
     audit.log(request, "export_start", f"job {job.pk}", params)
     return redirect("accounts:job", job.pk)
 
