@@ -7,7 +7,9 @@ Tree::
 
 OPs: has_value, no_value, eq, ne, contains, starts_with, lt (before), gt (after), between,
 in (list). Values arrive as text (or lists of text) and are parsed by the field's own parser, so
-a filter rejects what an import would reject, with the same message.
+a filter rejects what an import would reject, with the same message. A date alone given for a
+date-and-time field means that whole local day ("after 2024-05-01" starts on May 2nd, "between
+2024-05-01 and 2024-05-31" ends on the evening of the 31st).
 
 Other kinds of condition (behaviour history, delivery outcomes) plug in through
 ``register_kind``: a condition with ``"kind": NAME`` is compiled by that kind's function.
@@ -17,15 +19,25 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import BooleanField, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils.translation import gettext as _
 
 from okuru.customers import sql
-from okuru.customers.fields import FieldSpec, catalogue, parse_datetime_value, parser_for
+from okuru.customers.fields import (
+    DATE_RE,
+    FieldSpec,
+    catalogue,
+    parse_date,
+    parse_datetime_value,
+    parser_for,
+)
 from okuru.customers.models import Customer
 
 OPS = ("has_value", "no_value", "eq", "ne", "contains", "starts_with", "lt", "gt", "between", "in")
@@ -121,6 +133,8 @@ class Compiler:
             values = cond.get("value")
             if not isinstance(values, list) or not values:
                 raise FilterError(_("in needs a non-empty list of values."))
+            if spec.type == "datetime" and self.has_day(cond):
+                return self.datetime_days(spec, expr, op, cond)
             parsed = [self.param(spec, v) for v in values]
             return f"({expr} IN ({', '.join(['%s'] * len(parsed))}))", parsed
         if op in ("lt", "gt", "between") and spec.type not in (
@@ -130,6 +144,8 @@ class Compiler:
             "datetime",
         ):
             raise FilterError(_("%(op)s works on numbers and dates only.") % {"op": op})
+        if spec.type == "datetime" and self.has_day(cond):
+            return self.datetime_days(spec, expr, op, cond)
         value = self.param(spec, cond.get("value"))
         if op == "eq":
             return f"({expr} = %s)", [value]
@@ -141,6 +157,65 @@ class Compiler:
             return f"({expr} > %s)", [value]
         value2 = self.param(spec, cond.get("value2"))
         return f"({expr} BETWEEN %s AND %s)", [value, value2]
+
+    # --- a date alone on a date-and-time field: the whole local day -----------------------
+
+    @staticmethod
+    def has_day(cond: dict) -> bool:
+        values = cond.get("value")
+        values = values if isinstance(values, list) else [values, cond.get("value2")]
+        return any(isinstance(v, str) and DATE_RE.match(v.strip()) for v in values)
+
+    def day(self, spec: FieldSpec, raw: Any) -> tuple[Any, Any] | None:
+        """The first moment of the local day ``raw`` names and of the day after, as stored
+        values; None when ``raw`` is a date and time rather than a date."""
+        if not isinstance(raw, str) or not DATE_RE.match(raw.strip()):
+            return None
+        try:
+            day = date.fromisoformat(parse_date(raw.strip()))
+        except ValueError as e:
+            raise FilterError(f"{spec.label}: {e}") from None
+        tz = ZoneInfo(settings.TIME_ZONE)
+        start = datetime.combine(day, time.min, tzinfo=tz)
+        end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=tz)
+        return self.moment(spec, start), self.moment(spec, end)
+
+    @staticmethod
+    def moment(spec: FieldSpec, value: datetime) -> Any:
+        # Standard columns hold datetimes; user fields hold UTC text, which sorts as time does.
+        utc = value.astimezone(UTC)
+        return _column_datetime(utc) if spec.standard else utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def on(self, spec: FieldSpec, expr: str, raw: Any) -> tuple[str, list[Any]]:
+        """``expr`` falls on the day ``raw`` names, or equals the moment it names."""
+        bounds = self.day(spec, raw)
+        if bounds is None:
+            return f"({expr} = %s)", [self.param(spec, raw)]
+        return f"({expr} >= %s AND {expr} < %s)", list(bounds)
+
+    def datetime_days(
+        self, spec: FieldSpec, expr: str, op: str, cond: dict
+    ) -> tuple[str, list[Any]]:
+        raw, raw2 = cond.get("value"), cond.get("value2")
+        if op == "in":
+            parts = [self.on(spec, expr, v) for v in raw]
+            sql_parts = " OR ".join(part for part, _params in parts)
+            return f"({sql_parts})", [x for _part, params in parts for x in params]
+        if op in ("eq", "ne"):
+            part, params = self.on(spec, expr, raw)
+            return (part if op == "eq" else f"({expr} IS NULL OR NOT {part})"), params
+        first = self.day(spec, raw)
+        if op == "lt":
+            return f"({expr} < %s)", [first[0] if first else self.param(spec, raw)]
+        if op == "gt":
+            if first:
+                return f"({expr} >= %s)", [first[1]]
+            return f"({expr} > %s)", [self.param(spec, raw)]
+        low = first[0] if first else self.param(spec, raw)
+        last = self.day(spec, raw2)
+        if last:
+            return f"({expr} >= %s AND {expr} < %s)", [low, last[1]]
+        return f"({expr} >= %s AND {expr} <= %s)", [low, self.param(spec, raw2)]
 
     def has_value(self, spec: FieldSpec, expr: str) -> str:
         if spec.type == "multiselect":
@@ -171,7 +246,7 @@ class Compiler:
             raise FilterError(_("%(field)s: a value is needed.") % {"field": spec.label})
         try:
             if spec.standard and spec.type == "datetime":
-                return parse_datetime_value(str(raw).strip())
+                return _column_datetime(parse_datetime_value(str(raw).strip()))
             value = parser_for(spec)(str(raw).strip())
         except ValueError as e:
             raise FilterError(f"{spec.label}: {e}") from None
@@ -180,6 +255,13 @@ class Compiler:
         if spec.type == "number" and sql.vendor() == "postgresql":
             return str(value)  # compared with ::numeric
         return value
+
+
+def _column_datetime(value: datetime) -> Any:
+    """A datetime as the database stores a DateTimeField. Raw SQL gets no conversion: SQLite
+    holds naive UTC text ("2024-01-31 15:00:00"), and comparing it with Python's default
+    adapter's "...+00:00" would get the boundaries wrong."""
+    return connection.ops.adapt_datetimefield_value(value)
 
 
 def _like_escape(text: str) -> str:
