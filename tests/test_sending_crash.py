@@ -20,15 +20,17 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from okuru.mailings.sending import Config
 from okuru.mailings.testing import Sink, make_customers, make_mail, make_relay, start
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH = 50
+GROUP = Config().group_size  # the product's bound on rows "sending" at once per worker
 WORKER_ARGS = [
-    "--lease", "2", "--batch-size", str(BATCH), "--batch-seconds", "0.5",
-    "--idle-sleep", "0.05", "--retry-base", "0.05",
+    "--lease", "2", "--batch-size", str(BATCH), "--group-size", str(GROUP),
+    "--batch-seconds", "0.5", "--idle-sleep", "0.05", "--retry-base", "0.05",
 ]  # fmt: skip
 
 
@@ -123,7 +125,14 @@ def test_kill_9_at_random_moments_never_sends_twice_and_the_delivery_completes(t
         ledger = db.ledger(delivery_id)
         assert set(ledger) <= {"sent", "unknown"}
         assert ledger["sent"] + ledger.get("unknown", 0) == n
-        assert ledger.get("unknown", 0) <= kills * BATCH
+        # At most the group in flight per kill: the claim token starts with the worker's id.
+        per_kill = [c for (_w, c) in db.rows(
+            "SELECT substr(claim, 1, 12), COUNT(*) FROM mailings_recipient "
+            "WHERE delivery_id = ? AND status = 'unknown' GROUP BY 1",
+            (delivery_id,),
+        )]  # fmt: skip
+        assert len(per_kill) <= kills and all(c <= GROUP for c in per_kill)
+        assert ledger.get("unknown", 0) <= kills * GROUP
         # Exactly one message per sent row; at most one per unknown row; none twice.
         assert max(sink.received.values()) == 1
         sent = {a for (a,) in db.rows(
@@ -131,7 +140,36 @@ def test_kill_9_at_random_moments_never_sends_twice_and_the_delivery_completes(t
             (delivery_id,),
         )}  # fmt: skip
         assert all(sink.received[a] == 1 for a in sent)
-        print(f"kill test: {ledger}, messages received {sink.received.total()}")
+        print(
+            f"kill test: {ledger}, unknown per kill {sorted(per_kill)} (bound {GROUP}), "
+            f"messages received {sink.received.total()}"
+        )
+
+
+def test_a_stop_while_a_worker_sends_leaves_nothing_queued_and_sends_nothing_twice(tmp_path):
+    with Sink() as sink:
+        delivery_id = seed(sink, 3000)
+        db = SharedDB(tmp_path)
+        proc = db.worker()
+        try:
+            wait_until(lambda: sink.received.total() >= 200, 60, "messages", [proc])
+            stop = subprocess.run(
+                [sys.executable, "manage.py", "deliveries", "stop", str(delivery_id)],
+                cwd=ROOT, env=db.env, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert stop.returncode == 0, stop.stderr
+            at_stop = sink.received.total()
+            wait_until(lambda: "sending" not in db.ledger(delivery_id), 30, "the group", [proc])
+            time.sleep(0.3)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0
+        ledger = db.ledger(delivery_id)
+        assert db.status(delivery_id) == "stopped"
+        assert set(ledger) == {"sent", "stopped"} and sum(ledger.values()) == 3000
+        assert ledger["sent"] == sink.received.total() and max(sink.received.values()) == 1
+        # After the stop committed, at most the group on the wire went out.
+        assert sink.received.total() - at_stop <= GROUP
 
 
 def test_sigterm_gives_the_batch_back_and_exits_cleanly(tmp_path):

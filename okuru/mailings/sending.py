@@ -201,10 +201,12 @@ class Prepared:
 
     def group_size(self, config: Config) -> int:
         """Rows for the next group: about ``flush_interval`` of sending, at most ``group_size``
-        (one while the speed of the relay is not known yet)."""
+        (one while the speed of the relay is not known yet). A relay's rate limit caps it from
+        the start: the first messages go out before any waiting shows in the average."""
         if not self.per_message:
             return 1
-        return max(1, min(config.group_size, int(config.flush_interval / self.per_message)))
+        seconds = max(self.per_message, self.relay_limit.interval)
+        return max(1, min(config.group_size, int(config.flush_interval / seconds + 1e-6)))
 
     def observe(self, messages: int, seconds: float) -> None:
         if messages:

@@ -1,0 +1,123 @@
+"""Outcomes are recorded a group at a time, so a crash leaves at most one group "unknown".
+
+The worker runs in this process against a real SMTP server (aiosmtpd); a connection wrapper
+looks at the ledger just before each message goes out, or crashes the worker there. The
+kill -9 test with real worker processes is in ``test_sending_crash.py``."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from okuru.lib import smtp
+from okuru.mailings import sending
+from okuru.mailings.models import Recipient, Relay
+from okuru.mailings.testing import Sink, drain, make_customers, make_mail, make_relay, start
+
+pytestmark = pytest.mark.django_db
+
+
+class Crash(BaseException):
+    """Stands in for kill -9: nothing in the worker catches it."""
+
+
+class Watched(smtp.Connection):
+    """A connection that calls ``before(recipient)`` before each message."""
+
+    def __init__(self, relay: smtp.RelaySettings, before) -> None:
+        super().__init__(relay)
+        self.before = before
+
+    def send(self, sender: str, recipient: str, data: bytes) -> smtp.Reply:
+        self.before(recipient)
+        return super().send(sender, recipient, data)
+
+
+@pytest.fixture
+def sink():
+    with Sink() as s:
+        make_relay(s.port)
+        yield s
+
+
+def worker(before, **kw) -> sending.Worker:
+    config = sending.Config(**{"batch_size": 50, "retry_base": 0.01, "idle_sleep": 0.01, **kw})
+    return sending.Worker(config, connect=lambda relay: Watched(relay, before))
+
+
+def ledger(delivery) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for s in Recipient.objects.filter(delivery=delivery).values_list("status", flat=True):
+        out[s] = out.get(s, 0) + 1
+    return out
+
+
+def test_outcomes_reach_the_ledger_a_group_at_a_time(sink):
+    make_customers(60)
+    delivery = start(make_mail())
+    seen: list[tuple[int, int]] = []  # (rows sending, messages received but not recorded)
+
+    def look(recipient: str) -> None:
+        now = ledger(delivery)
+        seen.append((now.get("sending", 0), sink.received.total() - now.get("sent", 0)))
+
+    w = worker(look, group_size=5, flush_interval=60)
+    drain(w, delivery)
+    w.close()
+    assert ledger(delivery) == {"sent": 60} and sink.received.total() == 60
+    assert max(sending for sending, _lag in seen) == 5
+    # Everything that went out before the current group is already recorded as sent.
+    assert max(lag for _sending, lag in seen) <= 4
+
+
+def test_a_slow_relay_gets_smaller_groups(sink):
+    Relay.objects.update(max_per_second=20)  # 50 ms a message
+    make_customers(12)
+    delivery = start(make_mail())
+    sending_seen: list[int] = []
+    w = worker(
+        lambda r: sending_seen.append(ledger(delivery).get("sending", 0)), flush_interval=0.15
+    )
+    drain(w, delivery)
+    w.close()
+    assert ledger(delivery) == {"sent": 12}
+    assert max(sending_seen) == 3  # 0.15 s of sending at 20 messages/s
+
+
+def test_a_crash_mid_group_leaves_only_that_group_unknown_and_the_rest_is_sent_once(sink):
+    make_customers(80)
+    delivery = start(make_mail())
+    count = 0
+
+    def crash_at_the_33rd(recipient: str) -> None:
+        nonlocal count
+        count += 1
+        if count == 33:
+            raise Crash
+
+    w = worker(crash_at_the_33rd, group_size=8, flush_interval=60, lease=0.3)
+    with pytest.raises(Crash):
+        drain(w, delivery)
+    w.connections.clear()  # the "dead" worker's socket goes with it
+    # Groups of 1, 8, 8, 8, 8: the crash hit the fifth group (messages 26 to 33) before its
+    # last message. Its 8 rows are "sending" (7 of them went out); the 25 before are recorded.
+    at_crash = ledger(delivery)
+    assert at_crash == {"sent": 25, "sending": 8, "queued": 47}
+    assert sink.received.total() == 32
+    # The rest of the batch was only leased: it stays queued and comes back when the lease ends.
+    in_flight = 8
+    time.sleep(0.35)
+    assert sending.reap_expired(lease=0.3) == in_flight
+    survivor = worker(lambda r: None)
+    drain(survivor, delivery)
+    survivor.close()
+    after = ledger(delivery)
+    assert after == {"sent": 80 - in_flight, "unknown": in_flight}
+    # Every sent row got exactly one message; an unknown row at most one (it was in flight).
+    sent = set(
+        Recipient.objects.filter(delivery=delivery, status="sent").values_list("address", flat=True)
+    )
+    assert all(sink.received[a] == 1 for a in sent)
+    assert max(sink.received.values()) == 1
+    assert sink.received.total() == 32 + 47
