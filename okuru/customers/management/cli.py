@@ -31,13 +31,17 @@ def get_view(name: str | None) -> View | None:
     return view
 
 
-class ProgressLine:
-    """Progress on stderr at most once a second, so a long run shows it is alive."""
+# Seconds between two progress lines.
+PROGRESS_INTERVAL = 1.0
 
-    def __init__(self, out: TextIO, text: str, interval: float = 1.0):
+
+class ProgressLine:
+    """Progress on stderr at most once an interval, so a long run shows it is alive."""
+
+    def __init__(self, out: TextIO, text: str, interval: float | None = None):
         self.out = out
         self.text = text
-        self.interval = interval
+        self.interval = PROGRESS_INTERVAL if interval is None else interval
         self.last = time.monotonic()
         self.done = 0
 
