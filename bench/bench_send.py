@@ -2,10 +2,11 @@
 
     .venv/bin/python bench/bench_send.py [--recipients 100000] [--bare 30000] [--pg]
 
-End to end = ledger claim → render (merge fields, tracked link, open pixel, signed tokens)
-→ MIME → SMTP to a sink in another process (``fast_sink.py``) → ledger update, by one
-``manage.py sendworker --once`` process. The bare limit = a plain ``smtplib`` loop in this
-process pushing pre-rendered messages over one connection to the same sink, in the same run.
+End to end = ledger lease → send-time exclusions → render (merge fields, tracked link, open
+pixel, signed tokens) → MIME → SMTP to a sink in another process (``fast_sink.py``) → ledger
+update a group at a time (``--group-size``, the crash bound), by one ``manage.py sendworker
+--once`` process. The bare limit = a plain ``smtplib`` loop in this process pushing
+pre-rendered messages over one connection to the same sink, in the same run.
 
 Prints messages/s of both, their ratio (targets: ≥ 1,500 msg/s and ≥ 0.6×), the worker's peak
 RSS and its RSS as the run progresses (flat memory). Uses a fresh SQLite file in a temporary
@@ -159,14 +160,11 @@ def sent_so_far(delivery_id: int) -> int:
     return Recipient.objects.filter(delivery_id=delivery_id, status="sent").count()
 
 
-def end_to_end(url: str, tmp: str, batch: int, delivery_id: int, n: int) -> dict:
+def end_to_end(url: str, tmp: str, batch: int, group: int, delivery_id: int, n: int) -> dict:
     env = dict(os.environ, DATABASE_URL=url, OKURU_DATA_DIR=tmp)
     t = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", "sendworker", "--once", "--batch-size", str(batch)],
-        cwd=ROOT,
-        env=env,
-    )
+    args = ["sendworker", "--once", "--batch-size", str(batch), "--group-size", str(group)]
+    proc = subprocess.Popen([sys.executable, "manage.py", *args], cwd=ROOT, env=env)
     samples: list[tuple[float, int]] = []  # (fraction sent, RSS KB)
     done = threading.Event()
 
@@ -206,6 +204,9 @@ def main() -> None:
     parser.add_argument("--recipients", type=int, default=100_000)
     parser.add_argument("--bare", type=int, default=20_000, help="messages per bare loop run")
     parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument(
+        "--group-size", type=int, default=20, help="rows sending at once (the crash bound)"
+    )
     parser.add_argument("--pg", action="store_true")
     args = parser.parse_args()
 
@@ -229,7 +230,7 @@ def main() -> None:
         bare1 = bare_loop(port, messages, args.bare)
         piped1 = bare_pipelined_loop(port, messages, args.bare)
 
-        r = end_to_end(url, tmp, args.batch_size, delivery_id, args.recipients)
+        r = end_to_end(url, tmp, args.batch_size, args.group_size, delivery_id, args.recipients)
         bare2 = bare_loop(port, messages, args.bare)
         piped2 = bare_pipelined_loop(port, messages, args.bare)
         bare, piped = (bare1 + bare2) / 2, (piped1 + piped2) / 2
@@ -257,7 +258,11 @@ def main() -> None:
         print(f"worker peak RSS: {r['peak_rss_mb']:.0f} MB; RSS by progress:")
         for frac, kb in r["samples"][:: max(1, len(r["samples"]) // 8)]:
             print(f"    {frac * 100:5.1f}% sent  {kb / 1024:6.0f} MB")
-        print(f"ledger: {sent} sent of {args.recipients}; delivery {d.status}")
+        print(
+            f"ledger: {sent} sent of {args.recipients}; delivery {d.status}; batches of "
+            f"{args.batch_size}, at most {args.group_size} rows sending at once (a crash "
+            "leaves at most that many unknown)"
+        )
         if r["returncode"] != 0 or sent != args.recipients or d.status != "completed":
             sys.exit("benchmark run did not complete cleanly")
     finally:

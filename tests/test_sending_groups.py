@@ -121,3 +121,26 @@ def test_a_crash_mid_group_leaves_only_that_group_unknown_and_the_rest_is_sent_o
     assert all(sink.received[a] == 1 for a in sent)
     assert max(sink.received.values()) == 1
     assert sink.received.total() == 32 + 47
+
+
+def test_a_flush_that_loses_a_deadlock_is_done_again(sink, monkeypatch):
+    from django.db import OperationalError
+
+    make_customers(10)
+    delivery = start(make_mail())
+    real = sending._write_outcomes
+    failures = []
+
+    def loses_once(token, outcomes):
+        if len(failures) < 1 and any(o.status == "sent" for o in outcomes):
+            failures.append(len(outcomes))
+            real(token, outcomes)  # the work is done, then the transaction is rolled back
+            raise OperationalError("deadlock detected")
+        return real(token, outcomes)
+
+    monkeypatch.setattr(sending, "_write_outcomes", loses_once)
+    w = worker(lambda r: None)
+    drain(w, delivery)
+    w.close()
+    assert failures and ledger(delivery) == {"sent": 10}
+    assert sink.received.total() == 10 and max(sink.received.values()) == 1

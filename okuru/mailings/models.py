@@ -3,6 +3,9 @@
 ``Relay``
     An SMTP relay (host, port, none/STARTTLS/TLS, auth) with rate limits: messages per second
     for the whole relay and per recipient domain (0 = unlimited). One relay is the default.
+    ``verify_tls`` (default on) checks the relay's certificate and name; a relay that fails
+    the check, offers no STARTTLS or AUTH, or refuses the password pauses the delivery with
+    the reason (``sending.relay_problem``). ``smtp_settings()`` is what the SMTP client takes.
 
 ``Mail``
     What the operator composes: kind (basic and spot now; retargeting, step, auto, planning
@@ -27,17 +30,41 @@
     One execution of a mail. ``content`` and ``targeting`` are snapshots taken when the
     delivery is reserved or started, so editing the mail never changes a reserved or running
     delivery. Status: draft → reserved → running ⇄ paused → completed, or stopped / cancelled.
-    Counters are summaries kept on the row (sent/failed/unknown by the worker, opens/clicks by
-    tracking) so reports survive the purge of per-recipient detail.
+    Counters are summaries kept on the row (sent / failed / unknown / stopped and the send-time
+    exclusions by reason by the worker, opens/clicks by tracking) so reports survive the purge
+    of per-recipient detail. They add up::
+
+        matched = sum(excluded.values()) + recipient_count        # at freeze (``targeting``)
+        recipient_count = sent_count + failed_count + unknown_count
+                          + sum(excluded_at_send.values()) + stopped_count
+                          + rows still queued or sending            # none once finished
 
 ``Recipient`` — the ledger
     One row per (delivery, customer), frozen at send start by one INSERT … SELECT. The
     customer is a plain integer, not a foreign key: customers may be deleted, the record of
-    what was sent stays. Status: queued → sending (committed before the SMTP call) → sent /
-    failed / unknown. ``claim``/``claimed_at`` identify the batch and the worker's lease; rows
-    left "sending" past the lease by a dead worker become "unknown" and are never resent
-    without an operator saying so. Unexpected errors also park a row as "unknown", with
-    ``note`` saying why — the operator resolves unknown rows (send again or not).
+    what was sent stays. Status::
+
+        queued ──▶ sending ──▶ sent | failed | unknown      (a retry goes back to queued)
+        queued ──▶ excluded     an exclusion applied at send time; ``exclusion`` says which
+        queued ──▶ stopped      the operator stopped the delivery before this row was sent
+
+    "sending" is committed before the SMTP call, a small group at a time, so a crash leaves at
+    most that group "unknown" (``sending.py``). ``claim``/``claimed_at`` identify the worker's
+    batch and lease: a leased row stays "queued" with ``next_attempt_at`` at the end of the
+    lease, so a dead worker's leased rows simply become due again. Rows left "sending" past
+    the lease become "unknown" and are never resent without an operator saying so. Unexpected
+    errors also park a row as "unknown", with ``note`` saying why — the operator resolves
+    unknown rows (send again or not).
+
+    *Why "excluded" and "stopped" are statuses of their own* rather than "failed" with an empty
+    error kind: "failed" is a delivery error (配信エラー). It counts in the report's errors, in
+    the "errored" delivery-history condition and customer set, in the re-delivery audiences,
+    and against the address's error count. A customer who unsubscribed after the freeze, or a
+    row an operator stopped, is none of those: no message was attempted and nothing is wrong
+    with the address. Both are terminal, carry a ``note`` for the operator, and keep the
+    counts adding up. "excluded" uses the reason codes of the freeze-time exclusions
+    (``Exclusion``): the same customer is excluded for the same reason whether the change came
+    before or after the freeze.
 
 ``Event``
     Opens, clicks, unsubscribes and asynchronous bounces, with time (filled by tracking and

@@ -70,7 +70,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -99,6 +99,7 @@ CUSTOMER_COLUMNS = (
 )
 COUNTS_INTERVAL = 2.0
 TOUCH_INTERVAL = 5.0  # seconds between updates of Delivery.last_activity_at
+FLUSH_ATTEMPTS = 3
 
 
 @dataclass
@@ -708,7 +709,18 @@ class Worker:
         touch = now - p.last_touch >= TOUCH_INTERVAL
         if touch:
             p.last_touch = now
-        return flush(p.delivery_id, token, outcomes, mark, p.address_field, touch)
+        for attempt in range(FLUSH_ATTEMPTS):
+            try:
+                return flush(p.delivery_id, token, outcomes, mark, p.address_field, touch)
+            except OperationalError:
+                # A deadlock with another writer of the same customers (PostgreSQL picks a
+                # victim) or a lock held past SQLite's busy timeout: the transaction rolled
+                # back whole, so doing it again is safe. Losing it would leave a group unknown.
+                if attempt == FLUSH_ATTEMPTS - 1:
+                    raise
+                log.warning("flush of delivery %s failed, trying again", p.delivery_id)
+                time.sleep(0.1 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def screen(
         self, p: Prepared, rows: list[Claimed]
