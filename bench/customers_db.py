@@ -15,7 +15,8 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
-PG_NAME = "okuru_bench_io"
+# OKURU_BENCH_DB names another database, so that two people can run benchmarks on one server.
+PG_NAME = os.environ.get("OKURU_BENCH_DB", "okuru_bench_io")
 
 
 def bench_url(tmp: str) -> str:

@@ -31,20 +31,29 @@ class Topic(models.Model):
 class Customer(models.Model):
     # Customer ID: AUTOINCREMENT on SQLite, an identity on PostgreSQL, so never reused.
     id = models.BigAutoField(primary_key=True, verbose_name=_("Customer ID"))
-    email = models.CharField(_("PC e-mail"), max_length=254, blank=True, default="", db_index=True)
-    mobile_email = models.CharField(
-        _("mobile e-mail"), max_length=254, blank=True, default="", db_index=True
-    )
+    email = models.CharField(_("PC e-mail"), max_length=254, blank=True, default="")
+    mobile_email = models.CharField(_("mobile e-mail"), max_length=254, blank=True, default="")
     refused = models.BooleanField(_("refusal flag"), default=False)
     email_error_count = models.IntegerField(_("PC e-mail error count"), default=0)
     mobile_error_count = models.IntegerField(_("mobile e-mail error count"), default=0)
     unsubscribed = models.JSONField(_("unsubscribe flags"), default=list, blank=True)
     data = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
-    updated_at = models.DateTimeField(_("updated"), default=timezone.now, db_index=True)
+    # Not indexed: every import rewrites it, and an index would make every updated row move its
+    # entry (on PostgreSQL it also rules out HOT updates). Nothing looks customers up by it; a
+    # filter on it scans the table like any field filter.
+    updated_at = models.DateTimeField(_("updated"), default=timezone.now)
 
     class Meta:
         verbose_name = _("customer")
+        # Plain indexes for equality lookups by address. Declared here rather than with
+        # db_index=True, which on PostgreSQL adds a second, varchar_pattern_ops index per column
+        # for LIKE 'x%': filters use ILIKE, which cannot use it, and each index costs every
+        # imported row an index insert.
+        indexes = [
+            models.Index(fields=["email"], name="customer_email_idx"),
+            models.Index(fields=["mobile_email"], name="customer_mobile_email_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.id} {self.email or self.mobile_email}"
