@@ -12,7 +12,7 @@ from ninja import Router, Schema, Status
 from okuru.accounts import audit, jobs
 from okuru.accounts.models import Job
 from okuru.api.auth import needs
-from okuru.api.errors import ApiError, form_errors, not_found
+from okuru.api.errors import ApiError, bad_request, form_errors, not_found
 from okuru.api.jobs import JobOut, get_job_for, job_json
 from okuru.customers import filters
 from okuru.customers.fields import catalogue
@@ -36,10 +36,11 @@ class ExportIn(Schema):
 )
 def start_export(request: HttpRequest, payload: ExportIn):
     """``fields``: keys in column order. ``filter``: a filter tree; with ``view_id`` it narrows
-    the view's own filter. ``encoding``: utf-8-sig (UTF-8 with BOM) or cp932."""
+    the view's own filter. ``encoding``: utf-8-sig (or utf-8: UTF-8 with BOM) or cp932."""
     data = QueryDict(mutable=True)
     data["filter"] = json.dumps(payload.filter or {})
-    data["encoding"] = payload.encoding
+    # "utf-8" is what the CLI calls it; the file is UTF-8 with a BOM either way.
+    data["encoding"] = "utf-8-sig" if payload.encoding in ("utf-8", "utf8") else payload.encoding
     if payload.view_id is not None:
         data["view"] = str(payload.view_id)
     data.setlist("fields", payload.fields)
@@ -48,13 +49,13 @@ def start_export(request: HttpRequest, payload: ExportIn):
     if not form.is_valid():
         raise form_errors(form)
     tree = form.tree()
+    try:
+        # The view's own filter is checked only now: it may name a field deleted since.
+        rows = filters.count(tree, specs)
+    except filters.FilterError as e:
+        raise bad_request(str(e)) from None
     d = form.cleaned_data
-    params = {
-        "fields": d["fields"],
-        "filter": tree,
-        "encoding": d["encoding"],
-        "rows": filters.count(tree, specs),
-    }
+    params = {"fields": d["fields"], "filter": tree, "encoding": d["encoding"], "rows": rows}
     job = jobs.start("export", request.user, params=params, source_ip=audit.client_ip(request))
     audit.log(request, "export_start", f"job {job.pk}", params)
     return Status(202, job_json(job))
