@@ -95,6 +95,14 @@ def test_every_call_refuses_the_outsider(outsider_api, delivery):
     assert Recipient.objects.filter(status="unknown").count() == 1
 
 
+def test_the_outsider_gets_403_before_the_body_is_read(outsider_api, delivery):
+    for method, url, body in calls(delivery.mail_id, delivery.pk):
+        if method == "get":
+            continue
+        r = getattr(outsider_api, method)(url, "{not json", content_type="application/json")
+        assert r.status_code == 403, url
+
+
 def test_every_call_needs_a_token(delivery):
     for method, url, body in calls(delivery.mail_id, delivery.pk):
         assert call(Client(), method, url, body).status_code == 401, url

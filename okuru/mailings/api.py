@@ -18,7 +18,7 @@ from django.utils.translation import gettext as _
 from ninja import Query, Router, Schema, Status
 
 from okuru.accounts import audit
-from okuru.api.auth import require
+from okuru.api.auth import needs
 from okuru.api.errors import ApiError, bad_request, not_found
 from okuru.customers.filters import FilterError
 from okuru.customers.models import Topic
@@ -215,10 +215,9 @@ def _save(request: HttpRequest, mail: Mail) -> Mail:
 # Mails
 
 
-@router.get("/mails", summary="List mails")
+@router.get("/mails", summary="List mails", auth=needs("mails"))
 def list_mails(request: HttpRequest, params: Query[PageParams]):
     """Mails, newest first; page on with ``after`` = the last id of the previous page."""
-    require(request, "mails")
     qs = Mail.objects.select_related("topic").order_by("-id")
     if params.after is not None:
         qs = qs.filter(id__lt=params.after)
@@ -230,27 +229,25 @@ def list_mails(request: HttpRequest, params: Query[PageParams]):
     }
 
 
-@router.post("/mails", response={201: dict}, summary="Create a mail")
+@router.post("/mails", response={201: dict}, summary="Create a mail", auth=needs("mails"))
 def create_mail(request: HttpRequest, payload: MailIn):
     """``kind``: basic or spot. Merge fields in ``subject``/``text_body``/``html_body`` are
     checked now: an unknown field is a 400. Basic: ``filter`` (a filter tree, which may hold
     ``delivery_history`` conditions). Spot: ``view_id`` + optional ``customer_set``, or
     ``recipient_list_id``."""
-    operator = require(request, "mails")
+    operator = request.user
     return Status(201, mail_json(_save(request, new_mail(payload, operator))))
 
 
-@router.get("/mails/{mail_id}", summary="Get a mail")
+@router.get("/mails/{mail_id}", summary="Get a mail", auth=needs("mails"))
 def get_mail(request: HttpRequest, mail_id: int):
-    require(request, "mails")
     return mail_json(_get_mail(mail_id))
 
 
-@router.patch("/mails/{mail_id}", summary="Change a mail")
+@router.patch("/mails/{mail_id}", summary="Change a mail", auth=needs("mails"))
 def update_mail(request: HttpRequest, mail_id: int, payload: MailPatch):
     """Only the given keys change. While a delivery of the mail is reserved or running its
     target conditions cannot change (400 with the reason)."""
-    require(request, "mails")
     mail = _get_mail(mail_id)
     changes = payload.dict(exclude_unset=True)
     if "topic" in changes:
@@ -262,10 +259,9 @@ def update_mail(request: HttpRequest, mail_id: int, payload: MailPatch):
     return mail_json(_save(request, mail))
 
 
-@router.get("/mails/{mail_id}/counts", summary="Preview a mail's counts")
+@router.get("/mails/{mail_id}/counts", summary="Preview a mail's counts", auth=needs("mails"))
 def mail_counts(request: HttpRequest, mail_id: int):
     """Matched, excluded by reason, after exclusions, after the duplicate rule."""
-    require(request, "mails")
     mail = _get_mail(mail_id)
     if not actions.has_target(mail):
         raise bad_request(_("A spot delivery needs a view or a recipient list."))
@@ -275,10 +271,14 @@ def mail_counts(request: HttpRequest, mail_id: int):
         raise bad_request(str(e)) from None
 
 
-@router.post("/mails/{mail_id}/send", response={201: dict}, summary="Send or reserve a mail")
+@router.post(
+    "/mails/{mail_id}/send",
+    response={201: dict},
+    summary="Send or reserve a mail",
+    auth=needs("sending"),
+)
 def send_mail(request: HttpRequest, mail_id: int, payload: SendIn):
     """Without ``at``: send now. With ``at`` (ISO 8601 with offset): reserve (配信予約)."""
-    require(request, "sending")
     mail = _get_mail(mail_id)
     if payload.at is not None and payload.at.tzinfo is None:
         raise bad_request(_("at needs a time zone offset, like 2025-04-01T09:00:00+09:00."))
@@ -296,10 +296,9 @@ def send_mail(request: HttpRequest, mail_id: int, payload: SendIn):
 # Deliveries
 
 
-@router.get("/deliveries", summary="List deliveries (delivery results)")
+@router.get("/deliveries", summary="List deliveries (delivery results)", auth=needs("reports"))
 def list_deliveries(request: HttpRequest, params: Query[DeliveryParams]):
     """Newest first; page on with ``before`` = the last id of the previous page."""
-    require(request, "reports")
     qs = reports.deliveries().order_by("-id")
     if params.mail is not None:
         qs = qs.filter(mail_id=params.mail)
@@ -317,22 +316,22 @@ def list_deliveries(request: HttpRequest, params: Query[DeliveryParams]):
     }
 
 
-@router.get("/deliveries/{delivery_id}", summary="A delivery's report")
+@router.get("/deliveries/{delivery_id}", summary="A delivery's report", auth=needs("reports"))
 def delivery_report(request: HttpRequest, delivery_id: int):
     """Sent, errors by kind, opens and clicks (unique, total, rate), clicks per link,
     exclusions, and the opens/clicks series."""
-    require(request, "reports")
     delivery = _get_delivery(delivery_id)
     report = reports.summary_json(delivery)
     report["series"] = reports.series(delivery)
     return report
 
 
-@router.post("/deliveries/{delivery_id}/unknown", summary="Decide on unknown rows")
+@router.post(
+    "/deliveries/{delivery_id}/unknown", summary="Decide on unknown rows", auth=needs("sending")
+)
 def resolve_unknown(request: HttpRequest, delivery_id: int, payload: UnknownIn):
     """``resend``: true sends the unknown rows again (some may get a second copy), false
     leaves them unsent for good."""
-    require(request, "sending")
     delivery = _get_delivery(delivery_id)
     try:
         n = actions.resolve_unknown(delivery, request, resend=payload.resend)
@@ -341,10 +340,13 @@ def resolve_unknown(request: HttpRequest, delivery_id: int, payload: UnknownIn):
     return {"rows": n, "delivery": delivery_json(delivery)}
 
 
-@router.post("/deliveries/{delivery_id}/{action}", summary="Cancel, pause, resume or stop")
+@router.post(
+    "/deliveries/{delivery_id}/{action}",
+    summary="Cancel, pause, resume or stop",
+    auth=needs("sending"),
+)
 def delivery_action(request: HttpRequest, delivery_id: int, action: str):
     """``action``: cancel (a reservation), pause, resume, stop."""
-    require(request, "sending")
     do = {
         "cancel": actions.cancel,
         "pause": actions.pause,
@@ -369,11 +371,14 @@ def _count(delivery: Delivery, count: str) -> None:
         raise not_found(str(e)) from None
 
 
-@router.get("/deliveries/{delivery_id}/recipients/{count}", summary="Recipients of a count")
+@router.get(
+    "/deliveries/{delivery_id}/recipients/{count}",
+    summary="Recipients of a count",
+    auth=needs("reports"),
+)
 def count_recipients(request: HttpRequest, delivery_id: int, count: str, params: Query[PageParams]):
     """``count``: all, sent, errors, error:<kind>, unknown, opened, not_opened, clicked,
     not_clicked, clicked:<link id>. Ledger rows in order; page on with ``after``."""
-    require(request, "reports")
     delivery = _get_delivery(delivery_id)
     _count(delivery, count)
     limit = _limit(params.limit)
@@ -412,11 +417,11 @@ def _csv(chunks: Any, name: str, encoding: str) -> StreamingHttpResponse:
     "/deliveries/{delivery_id}/recipients/{count}/export",
     response={200: None},
     summary="Export the customers of a count (CSV)",
+    auth=needs("reports", "export_data"),
 )
 def export_count(request: HttpRequest, delivery_id: int, count: str, params: Query[ExportParams]):
     """Customer ID plus ``fields`` (keys), streamed; importable with mode "update" keyed on
     Customer ID. ``encoding``: utf-8-sig or cp932."""
-    require(request, "reports", "export_data")
     delivery = _get_delivery(delivery_id)
     _count(delivery, count)
     try:
@@ -436,11 +441,11 @@ def export_count(request: HttpRequest, delivery_id: int, count: str, params: Que
     "/deliveries/{delivery_id}/events/export",
     response={200: None},
     summary="Export a delivery's events (CSV)",
+    auth=needs("reports", "export_data"),
 )
 def export_events(request: HttpRequest, delivery_id: int, encoding: str = "utf-8-sig"):
     """One row per event: Customer ID, event (sent, open, click:<name or URL>,
     error:<kind>), time."""
-    require(request, "reports", "export_data")
     delivery = _get_delivery(delivery_id)
     try:
         chunks = reports.iter_event_export(delivery, encoding)
