@@ -1,37 +1,17 @@
 """Imports: upload a CSV file; the import runs as a job (poll ``/jobs/{id}``)."""
 
-import shutil
-import uuid
-from pathlib import Path
-
-from django.conf import settings
 from django.http import HttpRequest, QueryDict
 from django.utils.datastructures import MultiValueDict
 from ninja import File, Form, Router, Status
 from ninja.files import UploadedFile
 
-from okuru.accounts import audit, jobs
 from okuru.api.auth import needs
 from okuru.api.errors import form_errors
 from okuru.api.jobs import JobOut, job_json
+from okuru.customers import jobs as customer_jobs
 from okuru.customers.forms import ImportForm
 
 router = Router(tags=["imports"])
-
-
-def _store(upload: UploadedFile) -> Path:
-    """Put the upload at imports/<uuid>.csv: a rename when Django already spooled it to disk,
-    else a chunked copy (only small files are kept in memory by the upload handlers)."""
-    folder = Path(settings.MEDIA_ROOT) / "imports"
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{uuid.uuid4()}.csv"
-    if hasattr(upload, "temporary_file_path"):
-        shutil.move(upload.temporary_file_path(), target)
-    else:
-        with target.open("wb") as out:
-            for chunk in upload.chunks():
-                out.write(chunk)
-    return target
 
 
 @router.post(
@@ -54,22 +34,5 @@ def start_import(
     form = ImportForm(data, MultiValueDict({"file": [file]}))
     if not form.is_valid():
         raise form_errors(form)
-    d = form.cleaned_data
-    path = _store(d["file"])
-    params = {
-        "path": str(path),
-        "mode": d["mode"],
-        "key": d["key"],
-        "encoding": d["encoding"],
-        "dry_run": d["dry_run"],
-        "filename": d["file"].name,
-    }
-    job = jobs.start(
-        "import",
-        request.user,
-        params=params,
-        input_file=str(path),
-        source_ip=audit.client_ip(request),
-    )
-    audit.log(request, "import_start", f"job {job.pk}", params)
+    job = customer_jobs.start_import(request, form.cleaned_data)
     return Status(202, job_json(job))

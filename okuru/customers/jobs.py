@@ -10,19 +10,60 @@ Params as the UI and the API start them:
 from __future__ import annotations
 
 import os
+import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.http import HttpRequest
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from okuru.accounts import audit
+from okuru.accounts import audit, jobs
 from okuru.accounts.jobs import JobError, Progress, runner
 from okuru.accounts.models import Job
 from okuru.customers import exporter, filters, importer
 from okuru.customers.models import View
 from okuru.lib import csvio
+
+
+def store_upload(upload: UploadedFile) -> Path:
+    """Put an uploaded CSV at ``MEDIA_ROOT/imports/<uuid>.csv``: a rename when Django spooled
+    it to disk, else a chunked copy (never the whole file in memory)."""
+    folder = Path(settings.MEDIA_ROOT) / "imports"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{uuid.uuid4()}.csv"
+    if hasattr(upload, "temporary_file_path"):
+        shutil.move(upload.temporary_file_path(), target)
+    else:
+        with target.open("wb") as out:
+            for chunk in upload.chunks():
+                out.write(chunk)
+    return target
+
+
+def start_import(request: HttpRequest, cleaned: dict[str, Any]) -> Job:
+    """Store the upload of a valid ``ImportForm`` and start its import job (UI and API)."""
+    path = store_upload(cleaned["file"])
+    params = {
+        "path": str(path),
+        "mode": cleaned["mode"],
+        "key": cleaned["key"],
+        "encoding": cleaned["encoding"],
+        "dry_run": cleaned["dry_run"],
+        "filename": cleaned["file"].name,
+    }
+    job = jobs.start(
+        "import",
+        request.user,
+        params=params,
+        input_file=str(path),
+        source_ip=audit.client_ip(request),
+    )
+    audit.log(request, "import_start", f"job {job.pk}", params)
+    return job
 
 
 @runner("import", lambda: str(gettext_lazy("Import")))

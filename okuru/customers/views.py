@@ -4,9 +4,7 @@ customer detail and edit, database design, database views, import and export."""
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +35,7 @@ from okuru.accounts import audit, jobs
 from okuru.accounts.access import check_rights, require_right
 from okuru.accounts.models import Job
 from okuru.customers import design, exporter, filters
+from okuru.customers import jobs as customer_jobs
 from okuru.customers.fields import STANDARD, FieldSpec, catalogue, format_value, row_value
 from okuru.customers.forms import (
     CustomerForm,
@@ -557,20 +556,6 @@ def topic_delete(request: HttpRequest, topic_id: int) -> HttpResponse:
 # Import
 
 
-def _imports_dir() -> Path:
-    path = Path(settings.MEDIA_ROOT) / "imports"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _store_upload(upload: Any) -> Path:
-    """Move the uploaded temporary file to imports/<uuid>.csv (a rename, or a chunked copy
-    across file systems: never the whole file in memory)."""
-    target = _imports_dir() / f"{uuid.uuid4()}.csv"
-    shutil.move(upload.temporary_file_path(), target)
-    return target
-
-
 @csrf_exempt
 @require_right("import_data")
 def import_page(request: HttpRequest) -> HttpResponse:
@@ -585,24 +570,7 @@ def import_page(request: HttpRequest) -> HttpResponse:
 def _import_page(request: HttpRequest) -> HttpResponse:
     form = ImportForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
-        d = form.cleaned_data
-        path = _store_upload(d["file"])
-        params = {
-            "path": str(path),
-            "mode": d["mode"],
-            "key": d["key"],
-            "encoding": d["encoding"],
-            "dry_run": d["dry_run"],
-            "filename": d["file"].name,
-        }
-        job = jobs.start(
-            "import",
-            request.user,
-            params=params,
-            input_file=str(path),
-            source_ip=audit.client_ip(request),
-        )
-        audit.log(request, "import_start", f"job {job.pk}", {k: v for k, v in params.items()})
+        job = customer_jobs.start_import(request, form.cleaned_data)
         return redirect("accounts:job", job.pk)
     recent = Job.objects.filter(kind="import", operator=request.user)[:10]
     return render(request, "customers/import.html", {"form": form, "recent": recent})
