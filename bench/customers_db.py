@@ -61,6 +61,26 @@ def prepare(tmp: str | None = None) -> tuple[str, str]:
     return url, tmp
 
 
+def fresh_copy(url: str, tmp: str) -> str:
+    """A copy of the seeded database, for one timed run: every run, the import's and the bare
+    limit's, starts from the same state (the same table size, no dead rows, no free space in
+    the pages). Call with no connection open to the seeded database."""
+    if url.startswith("postgres"):
+        import psycopg
+
+        admin = urlunsplit(urlsplit(url)._replace(path="/postgres"))
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {PG_NAME}_run")
+            conn.execute(f"CREATE DATABASE {PG_NAME}_run TEMPLATE {PG_NAME}")
+        return urlunsplit(urlsplit(url)._replace(path=f"/{PG_NAME}_run"))
+    source = Path(tmp) / "bench.sqlite3"
+    target = Path(tmp) / "run.sqlite3"
+    for suffix in ("-wal", "-shm"):
+        Path(f"{target}{suffix}").unlink(missing_ok=True)
+    shutil.copyfile(source, target)
+    return f"sqlite:///{target}"
+
+
 def finish(url: str, tmp: str) -> None:
     """Remove the run's database and data directory."""
     from django.db import connections
@@ -72,6 +92,7 @@ def finish(url: str, tmp: str) -> None:
 
         admin = urlunsplit(urlsplit(url)._replace(path="/postgres"))
         with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {PG_NAME}_run")
             conn.execute(f"DROP DATABASE IF EXISTS {PG_NAME}")
 
 

@@ -558,3 +558,49 @@ def test_errors_are_listed_in_file_order(fields, tmp_path):
     path = write(tmp_path, "Customer ID,Member code,Age\n,M1,1\n,M2,x\n99999,M3,2\n")
     result = run_import(path, mode="upsert", key="customer_id")
     assert [e.row for e in result.errors] == [2, 3, 4]
+
+
+def test_it_rejects_the_id_of_a_deleted_customer_in_file_order(fields, tmp_path, monkeypatch):
+    monkeypatch.setattr(importer, "CHUNK_ROWS", 2)
+    a, b = (Customer.objects.create(email=f"{n}@example.com") for n in "ab")
+    gone = Customer.objects.create(email="gone@example.com").id
+    c = Customer.objects.create(email="c@example.com")
+    Customer.objects.filter(id=gone).delete()
+    path = write(
+        tmp_path,
+        f"Customer ID,Note,Age\n{a.id},x,1\n,y,bad\n{gone},z,2\n{b.id},w,3\n{c.id},v,x\n",
+    )
+    result = run_import(path, mode="upsert", key="customer_id")
+    assert (result.updated, result.inserted, result.rejected) == (2, 0, 3)
+    assert [(e.row, e.column) for e in result.errors] == [
+        (3, "Age"),
+        (4, "Customer ID"),
+        (6, "Age"),
+    ]
+    assert result.error_count == 3
+    b.refresh_from_db()
+    assert b.data == {"note": "w", "age": 3}
+
+
+def test_unique_refusals_reject_only_their_rows_across_chunks(fields, tmp_path, monkeypatch):
+    monkeypatch.setattr(importer, "CHUNK_ROWS", 2)
+    monkeypatch.setattr(importer, "MAX_LISTED_ERRORS", 2)
+    holder = Customer.objects.create(email="a@example.com", data={"code": "M1"})
+    others = [Customer.objects.create(email=f"{n}@example.com") for n in range(4)]
+    lines = [f"{o.id},M1" if n % 2 else f"{o.id},U{n}" for n, o in enumerate(others)]
+    path = write(tmp_path, "Customer ID,Member code\n" + "\n".join(lines) + "\n,M1\n,N1\n")
+    result = run_import(path, mode="upsert", key="customer_id")
+    assert (result.updated, result.inserted, result.rejected) == (2, 1, 3)
+    assert (result.error_count, [e.row for e in result.errors]) == (3, [3, 5])
+    assert result.errors[0].reason == (
+        f"M1 is already used by customer {holder.id} (the field is unique)."
+    )
+    assert [
+        o.data for o in Customer.objects.filter(id__in=[o.id for o in others]).order_by("id")
+    ] == [
+        {"code": "U0"},
+        {},
+        {"code": "U2"},
+        {},
+    ]
+    assert Customer.objects.filter(data__code="N1").exists()

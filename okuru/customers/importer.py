@@ -10,11 +10,13 @@ How it goes:
   hands chunks of ``CHUNK_ROWS`` to the database thread through a small queue, so memory stays
   flat whatever the file size and the CSV work overlaps the database work (SQLite and psycopg
   release the GIL while the database runs a statement).
-* Each chunk is written with one statement per kind of write: on SQLite an ``UPDATE .. FROM
+* On SQLite each chunk is written with one statement per kind of write, an ``UPDATE .. FROM
   json_each(?)`` / ``INSERT .. SELECT .. FROM json_each(?)`` on the raw connection (no ORM per
-  row); on PostgreSQL ``COPY`` into a temporary table, then ``UPDATE .. FROM`` /
-  ``INSERT .. SELECT``. Should a statement hit a unique index, the chunk is redone row by row so
-  that only the offending rows are rejected.
+  row); the parser thread encodes the chunk's JSON ahead. On PostgreSQL every chunk is
+  ``COPY``-ed into temporary tables as it comes, and at the end one ``UPDATE .. FROM`` and one
+  ``INSERT .. SELECT`` write the whole file (a statement per chunk cost three times as much:
+  see ``PostgresWriter``). Should a statement hit a unique index, it is redone chunk by chunk
+  and a refused chunk row by row, so that only the offending rows are rejected.
 * Everything runs in ONE transaction: a failure midway imports nothing. A dry run takes the same
   path and rolls back at the end, so its counts are exactly what the import would do.
 
@@ -121,6 +123,13 @@ class ImportResult:
         room = MAX_LISTED_ERRORS - len(self.errors)
         if room > 0:
             self.errors.extend(errors[:room])
+
+    def merge_errors(self, errors: list[RowError], count: int) -> None:
+        """Add ``count`` errors found after the rows were read; ``errors`` holds the first
+        ``MAX_LISTED_ERRORS`` of them (any order)."""
+        self.error_count += count
+        merged = sorted([*self.errors, *errors], key=lambda e: e.row)
+        self.errors = merged[:MAX_LISTED_ERRORS]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -284,6 +293,13 @@ def _header_message(errors: list[RowError]) -> str:
 # Parsing rows (runs in the parser thread: no database access here).
 
 
+class Rows(list):
+    """Rows to write, with the writer's encoding of them when it was made ahead, in the parser
+    thread (``Writer.encode``)."""
+
+    payload: Any = None
+
+
 @dataclass
 class Chunk:
     rows: list[list[Any]] = field(default_factory=list)  # [row number, target id, *values]
@@ -291,6 +307,8 @@ class Chunk:
     skipped: int = 0
     rejected: int = 0
     errors: list[RowError] = field(default_factory=list)
+    # (updates, inserts), when the parser thread could tell them apart (key = Customer ID).
+    split: tuple[Rows, Rows] | None = None
 
     def reject(self, errors: list[RowError]) -> None:
         self.rejected += 1
@@ -317,9 +335,10 @@ class Parser:
     """Turns (row number, cells) into checked chunks. ``max_id`` is the highest Customer ID in
     the database: a larger one belongs to no customer."""
 
-    def __init__(self, plan: Plan, max_id: int):
+    def __init__(self, plan: Plan, max_id: int, prepare: Callable[[Chunk], None] | None = None):
         self.plan = plan
         self.max_id = max_id
+        self.prepare = prepare
         self.convs = list(zip(plan.cells, [_converter(s) for s in plan.columns], strict=True))
         self.parse_id = parser_for(plan.key_spec)
         self.key_conv = None if plan.key_is_id else _converter(plan.key_spec)
@@ -348,9 +367,14 @@ class Parser:
             chunk.read += 1
             next_chunk(chunk, rowno, cells)
             if len(chunk.rows) >= CHUNK_ROWS:
-                yield chunk
+                yield self._prepared(chunk)
                 chunk = Chunk()
-        yield chunk
+        yield self._prepared(chunk)
+
+    def _prepared(self, chunk: Chunk) -> Chunk:
+        if self.prepare is not None:
+            self.prepare(chunk)
+        return chunk
 
     def _values(self, chunk: Chunk, rowno: int, cells: list[str]) -> list[Any] | None:
         try:
@@ -478,6 +502,20 @@ class Failure(NamedTuple):
     reason: str
 
 
+@dataclass
+class Outcome:
+    """What a writer did at ``finish`` (a writer that works a chunk at a time reports as it
+    goes). Counts are complete; the row lists hold the first ``MAX_LISTED_ERRORS`` in file
+    order, which is all the result lists."""
+
+    updated: int = 0
+    inserted: int = 0
+    missing: int = 0  # update rows whose customer does not exist
+    missing_rows: list[list[Any]] = field(default_factory=list)
+    refused: int = 0  # rows the database refused (a unique index)
+    failures: list[Failure] = field(default_factory=list)
+
+
 class Writer:
     """The database side of an import. Subclasses speak one vendor's SQL on the raw connection."""
 
@@ -497,6 +535,15 @@ class Writer:
 
     def close(self) -> None:
         self.cursor.close()
+
+    def finish(self) -> Outcome:
+        """Write what is still pending, once every chunk has been handed over."""
+        return Outcome()
+
+    def encode(self, rows: list[list[Any]]) -> Any:
+        """The rows as the writer sends them, or None. Runs in the parser thread, ahead of the
+        write: no database access here."""
+        return None
 
     def _refused(self, row: list[Any], error: Exception) -> Failure:
         """Why the database refused one row, for the operator."""
@@ -572,11 +619,18 @@ class SqliteWriter(Writer):
             " FROM json_each(?) AS j ORDER BY j.key"
         )
 
+    def encode(self, rows: list[list[Any]]) -> str:
+        return json.dumps(rows, ensure_ascii=False)
+
+    def _payload(self, rows: list[list[Any]]) -> str:
+        payload = getattr(rows, "payload", None)
+        return self.encode(rows) if payload is None else payload
+
     def update_params(self, rows: list[list[Any]]) -> tuple:
-        return (self.now, json.dumps(rows, ensure_ascii=False))
+        return (self.now, self._payload(rows))
 
     def insert_params(self, rows: list[list[Any]]) -> tuple:
-        return (self.now, self.now, json.dumps(rows, ensure_ascii=False))
+        return (self.now, self.now, self._payload(rows))
 
     def update(self, rows: list[list[Any]]) -> tuple[int, list[list[Any]], list[Failure]]:
         """Returns (updated, rows whose customer does not exist, refused rows)."""
@@ -659,32 +713,55 @@ PG_TYPES = {"number": "numeric", "multiselect": "jsonb", "flag": "boolean", "int
 
 
 class PostgresWriter(Writer):
-    """COPY each chunk into a temporary table, then one set-based UPDATE / INSERT per chunk."""
+    """COPY the rows into two temporary tables as the chunks come (the parser thread reads on
+    meanwhile), then, at ``finish``, one ``UPDATE .. FROM`` and one ``INSERT .. SELECT`` for the
+    whole file. One set-based statement lets the server walk the customer table once in
+    Customer ID order; a statement per chunk made the server start over on every chunk (a merge
+    join scans the primary key from its start) and cost three times as much. The rows wait on
+    the server (temporary tables spill to disk), not in this process. All updates apply before
+    all inserts."""
 
-    TEMP = "okuru_import_rows"
+    UPDATES = "okuru_import_updates"
+    INSERTS = "okuru_import_inserts"
+    # Per transaction: sorts of a million-row temporary table stay in memory.
+    WORK_MEM = "64MB"
 
     def __init__(self, plan: Plan, specs: dict[str, FieldSpec]):
         super().__init__(plan, specs)
-        cols = ", ".join(f"c{i} {PG_TYPES.get(s.type, 'text')}" for i, s in enumerate(plan.columns))
-        self.cursor.execute(f"DROP TABLE IF EXISTS {self.TEMP}")
-        self.cursor.execute(
-            f"CREATE TEMP TABLE {self.TEMP} (n bigint, id bigint{', ' if cols else ''}{cols})"
-            " ON COMMIT DROP"
+        types = "".join(
+            f", c{i} {PG_TYPES.get(s.type, 'text')}" for i, s in enumerate(plan.columns)
         )
-        self.copy_sql = (
-            f"COPY {self.TEMP} (n, id{''.join(f', c{i}' for i in range(len(plan.columns)))})"
-            " FROM STDIN"
-        )
+        names = "".join(f", c{i}" for i in range(len(plan.columns)))
+        self.cursor.execute("SELECT set_config('work_mem', %s, true)", (self.WORK_MEM,))
+        for table in (self.UPDATES, self.INSERTS):
+            self.cursor.execute(f"DROP TABLE IF EXISTS {table}")
+            self.cursor.execute(
+                f"CREATE TEMP TABLE {table} (n bigint, id bigint{types}) ON COMMIT DROP"
+            )
+        self.copy_sql = {
+            t: f"COPY {t} (n, id{names}) FROM STDIN" for t in (self.UPDATES, self.INSERTS)
+        }
+        self.fetch_sql = {
+            t: f"SELECT n, id{''.join(self._fetched(i, s) for i, s in enumerate(plan.columns))}"
+            f" FROM {t} WHERE n > %s ORDER BY n LIMIT %s"
+            for t in (self.UPDATES, self.INSERTS)
+        }
         self.json_cols = [i + 2 for i, s in enumerate(plan.columns) if s.type == "multiselect"]
         self.update_sql = self._update_sql()
         self.insert_sql = self._insert_sql()
-        self.loaded: list[list[Any]] | None = None
+        self.counts = {self.UPDATES: 0, self.INSERTS: 0}
+
+    @staticmethod
+    def _fetched(i: int, spec: FieldSpec) -> str:
+        # A number comes back as the text ``data ->> key`` gives, for the refusal message.
+        return f", c{i}::text" if spec.type == "number" else f", c{i}"
 
     def close(self) -> None:
         # After a database error the transaction is aborted and rolls back (and so drops the
-        # table) anyway: do not hide the error behind a second one.
+        # tables) anyway: do not hide the error behind a second one.
         with contextlib.suppress(connection.Database.Error):
-            self.cursor.execute(f"DROP TABLE IF EXISTS {self.TEMP}")
+            for table in (self.UPDATES, self.INSERTS):
+                self.cursor.execute(f"DROP TABLE IF EXISTS {table}")
         super().close()
 
     def _data_build(self) -> str:
@@ -700,7 +777,10 @@ class PostgresWriter(Writer):
         if build:
             sets.append(f'"data" = jsonb_strip_nulls(c.data || {build})')
         sets.append('"updated_at" = %s')
-        return f"UPDATE {sql.TABLE} c SET {', '.join(sets)} FROM {self.TEMP} t WHERE c.id = t.id"
+        return (
+            f"UPDATE {sql.TABLE} c SET {', '.join(sets)} FROM {self.UPDATES} t"
+            " WHERE c.id = t.id{where}"
+        )
 
     def _insert_sql(self) -> str:
         by_key = {s.key: i for i, s in enumerate(self.plan.columns)}
@@ -721,13 +801,12 @@ class PostgresWriter(Writer):
         exprs += [f"jsonb_strip_nulls({build})" if build else "'{}'::jsonb", "%s", "%s"]
         return (
             f"INSERT INTO {sql.TABLE} ({', '.join(cols)}) SELECT {', '.join(exprs)}"
-            f" FROM {self.TEMP} t"
+            f" FROM {self.INSERTS} t WHERE true{{where}} ORDER BY t.n"
         )
 
-    def _load(self, rows: list[list[Any]]) -> None:
-        self.cursor.execute(f"TRUNCATE {self.TEMP}")
+    def _copy(self, table: str, rows: list[list[Any]]) -> None:
         json_cols = self.json_cols
-        with self.cursor.copy(self.copy_sql) as copy:
+        with self.cursor.copy(self.copy_sql[table]) as copy:
             if json_cols:
                 for row in rows:
                     row = list(row)
@@ -738,26 +817,74 @@ class PostgresWriter(Writer):
             else:
                 for row in rows:
                     copy.write_row(row)
-        # The planner knows nothing of a fresh temp table; without statistics it may scan the
-        # whole customer table once per chunk instead of probing the primary key.
-        self.cursor.execute(f"ANALYZE {self.TEMP}")
+        self.counts[table] += len(rows)
 
-    def _run(self, statement: str, params: tuple, rows: list[list[Any]], order: str = ""):
-        self._load(rows)
-        self.cursor.execute("SAVEPOINT okuru_chunk")
+    def update(self, rows: list[list[Any]]) -> tuple[int, list[list[Any]], list[Failure]]:
+        if rows:
+            self._copy(self.UPDATES, rows)
+        return 0, [], []
+
+    def insert(self, rows: list[list[Any]]) -> tuple[int, list[Failure]]:
+        if rows:
+            self._copy(self.INSERTS, rows)
+        return 0, []
+
+    def finish(self) -> Outcome:
+        out = Outcome()
+        if self.counts[self.UPDATES]:
+            # A merge join walks the customer table in Customer ID order whatever the size; a
+            # hash join larger than work_mem splits into batches and visits it at random.
+            self.cursor.execute("SELECT set_config('enable_hashjoin', 'off', true)")
+            out.updated = self._apply(self.UPDATES, self.update_sql, (self.now,), out)
+            self.cursor.execute("SELECT set_config('enable_hashjoin', 'on', true)")
+            if out.updated + out.refused < self.counts[self.UPDATES]:
+                self._missing(out)
+        if self.counts[self.INSERTS]:
+            out.inserted = self._apply(self.INSERTS, self.insert_sql, (self.now, self.now), out)
+        return out
+
+    def _apply(self, table: str, statement: str, params: tuple, out: Outcome) -> int:
+        # The planner knows nothing of a fresh temporary table.
+        self.cursor.execute(f"ANALYZE {table}")
+        self.cursor.execute("SAVEPOINT okuru_all")
         try:
-            self.cursor.execute(statement + order, params)
+            self.cursor.execute(statement.replace("{where}", ""), params)
         except connection.Database.IntegrityError:
-            self.cursor.execute("ROLLBACK TO SAVEPOINT okuru_chunk")
-            self.cursor.execute("RELEASE SAVEPOINT okuru_chunk")
-            return self._one_by_one(statement, params, rows)
+            self.cursor.execute("ROLLBACK TO SAVEPOINT okuru_all")
+            self.cursor.execute("RELEASE SAVEPOINT okuru_all")
+            return self._by_chunks(table, statement, params, out)
         count = self.cursor.rowcount
-        self.cursor.execute("RELEASE SAVEPOINT okuru_chunk")
-        return count, None, []
+        self.cursor.execute("RELEASE SAVEPOINT okuru_all")
+        return count
 
-    def _one_by_one(self, statement: str, params: tuple, rows: list[list[Any]]):
-        one = statement + (" AND t.n = %s" if " WHERE " in statement else " WHERE t.n = %s")
-        done, missing, failures = 0, [], []
+    def _by_chunks(self, table: str, statement: str, params: tuple, out: Outcome) -> int:
+        """A row hit a unique index: redo chunk by chunk, and a refused chunk row by row, so
+        that only the offending rows are rejected."""
+        self.cursor.execute(f"CREATE INDEX ON {table} (n)")
+        self.cursor.execute(f"ANALYZE {table}")
+        chunk = statement.replace("{where}", " AND t.n BETWEEN %s AND %s")
+        one = statement.replace("{where}", " AND t.n = %s")
+        done, last = 0, -1
+        while rows := self._fetch(table, last):
+            last = rows[-1][0]
+            self.cursor.execute("SAVEPOINT okuru_chunk")
+            try:
+                self.cursor.execute(chunk, (*params, rows[0][0], last))
+            except connection.Database.IntegrityError:
+                self.cursor.execute("ROLLBACK TO SAVEPOINT okuru_chunk")
+                self.cursor.execute("RELEASE SAVEPOINT okuru_chunk")
+                done += self._one_by_one(one, params, rows, out)
+                continue
+            done += self.cursor.rowcount
+            self.cursor.execute("RELEASE SAVEPOINT okuru_chunk")
+        return done
+
+    def _fetch(self, table: str, after: int) -> list[list[Any]]:
+        self.cursor.execute(self.fetch_sql[table], (after, CHUNK_ROWS))
+        return [list(r) for r in self.cursor.fetchall()]
+
+    def _one_by_one(self, one: str, params: tuple, rows: list[list[Any]], out: Outcome) -> int:
+        done = 0
         for row in rows:
             self.cursor.execute("SAVEPOINT okuru_row")
             try:
@@ -765,34 +892,24 @@ class PostgresWriter(Writer):
             except connection.Database.IntegrityError as e:
                 self.cursor.execute("ROLLBACK TO SAVEPOINT okuru_row")
                 self.cursor.execute("RELEASE SAVEPOINT okuru_row")
-                failures.append(self._refused(row, e))
+                out.refused += 1
+                if len(out.failures) < MAX_LISTED_ERRORS:
+                    out.failures.append(self._refused(row, e))
                 continue
-            count = self.cursor.rowcount
+            done += self.cursor.rowcount
             self.cursor.execute("RELEASE SAVEPOINT okuru_row")
-            if count:
-                done += 1
-            else:
-                missing.append(row)
-        return done, missing, failures
+        return done
 
-    def update(self, rows: list[list[Any]]) -> tuple[int, list[list[Any]], list[Failure]]:
-        if not rows:
-            return 0, [], []
-        updated, missing, failures = self._run(self.update_sql, (self.now,), rows)
-        if missing is None:
-            missing = []
-            if updated < len(rows):
-                found = self.existing_ids([r[1] for r in rows])
-                missing = [r for r in rows if r[1] not in found]
-        return updated, missing, failures
-
-    def insert(self, rows: list[list[Any]]) -> tuple[int, list[Failure]]:
-        if not rows:
-            return 0, []
-        inserted, _missing, failures = self._run(
-            self.insert_sql, (self.now, self.now), rows, " ORDER BY t.n"
+    def _missing(self, out: Outcome) -> None:
+        """Update rows whose customer does not exist (any more): how many, and the first."""
+        missing = (
+            f"FROM {self.UPDATES} t WHERE NOT EXISTS"
+            f" (SELECT 1 FROM {sql.TABLE} c WHERE c.id = t.id)"
         )
-        return inserted, failures
+        self.cursor.execute(f"SELECT count(*) {missing}")
+        out.missing = self.cursor.fetchone()[0]
+        self.cursor.execute(f"SELECT t.n {missing} ORDER BY t.n LIMIT %s", (MAX_LISTED_ERRORS,))
+        out.missing_rows = [[n] for (n,) in self.cursor.fetchall()]
 
     def existing_ids(self, ids: list[int]) -> set[int]:
         self.cursor.execute(f"SELECT id FROM {sql.TABLE} WHERE id = ANY(%s)", (ids,))
@@ -838,7 +955,7 @@ class Importer:
         result.skipped += chunk.skipped
         result.rejected += chunk.rejected
         self.pending = list(chunk.errors)
-        updates, inserts = self.classify(chunk.rows)
+        updates, inserts = self.classify(chunk)
         inserts = self.check_required(inserts)
         updated, missing, failures = self.writer.update(updates)
         result.updated += updated
@@ -853,12 +970,49 @@ class Importer:
         # The chunk's errors in file order, whichever step found them.
         result.add_errors(sorted(self.pending, key=lambda e: e.row))
 
-    def classify(self, rows: list[list[Any]]) -> tuple[list[list[Any]], list[list[Any]]]:
+    def finish(self) -> None:
+        """Count what the writer did at the end, and merge its errors into the list in file
+        order (the list holds the first errors of the file, whichever step found them)."""
+        result, plan = self.result, self.plan
+        out = self.writer.finish()
+        result.updated += out.updated
+        result.inserted += out.inserted
+        errors = [RowError(f.row[0], f.column, f.reason) for f in out.failures]
+        result.rejected += out.refused
+        count = out.refused
+        if out.missing:
+            if plan.mode == "update":
+                result.skipped += out.missing
+            else:
+                result.rejected += out.missing
+                count += out.missing
+                reason = no_such_customer()
+                errors += [RowError(r[0], plan.key_name, reason) for r in out.missing_rows]
+        if count:
+            result.merge_errors(errors, count)
+
+    def prepare(self, chunk: Chunk) -> None:
+        """The work on a chunk that needs no database, done in the parser thread while the
+        database thread writes the chunk before: with the Customer ID as the key, which rows
+        are updates, and the writer's encoding of the rows it will write."""
+        plan = self.plan
+        if not plan.key_is_id:
+            return
+        updates = Rows(r for r in chunk.rows if r[1] is not None)
+        inserts = Rows(r for r in chunk.rows if r[1] is None)
+        if updates and plan.mode != "insert":
+            updates.payload = self.writer.encode(updates)
+        if inserts and not plan.missing_required:
+            inserts.payload = self.writer.encode(inserts)
+        chunk.split = (updates, inserts)
+
+    def classify(self, chunk: Chunk) -> tuple[list[list[Any]], list[list[Any]]]:
         """Split rows into updates (with their customer's id) and inserts, per the mode."""
-        plan, mode = self.plan, self.plan.mode
+        plan, mode, rows = self.plan, self.plan.mode, chunk.rows
         if plan.key_is_id:
-            updates = [r for r in rows if r[1] is not None]
-            inserts = [r for r in rows if r[1] is None]
+            if chunk.split is None:
+                self.prepare(chunk)
+            updates, inserts = chunk.split  # type: ignore[misc]
             if mode == "insert" and updates:
                 found = self.writer.existing_ids([r[1] for r in updates])
                 self.result.skipped += sum(1 for r in updates if r[1] in found)
@@ -982,13 +1136,15 @@ def _import_rows(
         connection.ensure_connection()
         importer = Importer(plan, specs, result)
         try:
-            parser = Parser(plan, importer.writer.max_id() if plan.key_is_id else 0)
+            max_id = importer.writer.max_id() if plan.key_is_id else 0
+            parser = Parser(plan, max_id, importer.prepare)
             chunks = _prefetch(lambda: parser.chunks(rows))
             with contextlib.closing(chunks):
                 for chunk in chunks:
                     importer.apply(chunk)
                     if progress is not None:
                         progress(result.rows)
+            importer.finish()
         finally:
             importer.writer.close()
     if result.rows == 0:
