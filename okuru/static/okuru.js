@@ -2,15 +2,57 @@
 (function () {
   "use strict";
 
-  // Mark the nav link of the current section (the longest matching path prefix).
+  // Mark the menu link of the current page (the longest matching path prefix) and its menu.
   function markCurrentNav() {
     var best = null, bestLen = -1, path = window.location.pathname;
-    document.querySelectorAll("header.top nav a[href]").forEach(function (a) {
+    document.querySelectorAll("header.top .menu-panel a[href]").forEach(function (a) {
       var href = a.getAttribute("href");
       var match = href === "/" ? path === "/" || path.indexOf("/customers/") === 0 : path.indexOf(href) === 0;
       if (match && href.length > bestLen) { best = a; bestLen = href.length; }
     });
-    if (best) best.setAttribute("aria-current", "page");
+    if (!best) return;
+    best.setAttribute("aria-current", "page");
+    var menu = best.closest("details.menu");
+    if (menu) menu.classList.add("current");
+  }
+
+  // Menus are <details class="menu"> (nav.html): native disclosures that the keyboard already
+  // opens with Enter or Space. Here: one open at a time; Escape closes it and gives the focus
+  // back to its summary; a click or the focus going elsewhere closes it; arrow keys move
+  // between its links.
+  function menus() {
+    var all = Array.prototype.slice.call(document.querySelectorAll("details.menu"));
+    if (!all.length) return;
+    function items(menu) {
+      return Array.prototype.slice.call(menu.querySelectorAll(".menu-panel a, .menu-panel button"));
+    }
+    function closeOthers(keep) {
+      all.forEach(function (d) { if (d !== keep && d.open) d.open = false; });
+    }
+    all.forEach(function (menu) {
+      menu.addEventListener("toggle", function () { if (menu.open) closeOthers(menu); });
+      menu.addEventListener("keydown", function (e) {
+        if (e.key === "Escape" && menu.open) {
+          menu.open = false;
+          menu.querySelector("summary").focus();
+          e.preventDefault();
+          return;
+        }
+        if (e.key !== "ArrowDown" && e.key !== "ArrowUp") return;
+        var list = items(menu);
+        if (!list.length) return;
+        menu.open = true;
+        var i = list.indexOf(document.activeElement);
+        var next = e.key === "ArrowDown" ? (i + 1) % list.length : (i <= 0 ? list.length : i) - 1;
+        list[next].focus();
+        e.preventDefault();
+      });
+    });
+    function closeOutside(e) {
+      all.forEach(function (d) { if (d.open && !d.contains(e.target)) d.open = false; });
+    }
+    document.addEventListener("click", closeOutside);
+    document.addEventListener("focusin", closeOutside);
   }
 
   // <select data-autosubmit> submits its form on change.
@@ -31,6 +73,7 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     markCurrentNav();
+    menus();
     autosubmit();
     confirms();
   });
