@@ -24,9 +24,10 @@ stops the delivery:
 * **Send.** Templates are compiled once per delivery (``Prepared``); one persistent SMTP
   connection per relay; rate limits per relay and per recipient domain (a row whose domain is
   saturated for longer than ``max_rate_wait`` goes back to the queue for later, unchanged).
-* **Outcomes** of a flush are one ``UPDATE … FROM (VALUES …)``, each row only if it still
+* **Outcomes** of a flush are one ``UPDATE … FROM`` a list of rows, each row only if it still
   carries our claim (an operator may have resolved a reaped row in the meantime), and the error
-  counts one more ``UPDATE``, in the same transaction.
+  counts one more ``UPDATE``, in the same transaction. On PostgreSQL the whole flush is one
+  prepared statement (``FLUSH_POSTGRESQL``): one round trip and one commit per group.
 
 Failure classes (after GNU Mailman):
 
@@ -52,7 +53,8 @@ Failure classes (after GNU Mailman):
   a dead worker.
 * A flush that finds the delivery paused or stopped sends nothing more: the batch's rows go
   back to the queue, or — stopped — end "stopped" (``actions.stop`` does the same to every
-  queued row; the flush reads the delivery row ``FOR SHARE`` so the two cannot interleave).
+  queued row; a flush locks the delivery row before any ledger row, as ``stop`` does, so the
+  two cannot interleave).
 
 ``Worker.step()`` is one loop iteration returning whether it found work; ``sendworker`` calls it
 in a loop, tests call it directly.
