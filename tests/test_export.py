@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import csv
 import io
 from datetime import UTC, datetime
 from pathlib import Path
@@ -89,6 +90,26 @@ def test_it_neutralises_formula_cells(fields):
         "'-x@example.com,'=1+1,'@a,'=pro,'-c,-5",
         "b@example.com,'+1,''=x,,,",
     ]
+
+
+def test_cells_are_quoted_as_a_csv_writer_quotes_them(fields):
+    notes = ["a,b", 'say "hi"', "line 1\nline 2", "cr\rhere", "plain", "", None, "a\n=b"]
+    made = [Customer.objects.create(data={"note": n, "age": 1.5}) for n in notes[:-2]]
+    made.append(Customer.objects.create(data={"age": None}))  # no note, an empty number
+    made.append(Customer.objects.create(data={"note": notes[-1], "age": 7}))
+    expected = io.StringIO()
+    writer = csv.writer(expected, lineterminator="\r\n")
+    writer.writerow(["Customer ID", "Note", "Age"])
+    ages = [1.5] * 6 + ["", 7]
+    writer.writerows([c.id, n, a] for c, n, a in zip(made, notes, ages, strict=True))
+    assert export(["customer_id", "note", "age"]) == expected.getvalue()
+
+
+def test_a_single_column_export_writes_empty_cells_as_a_quoted_empty_string(fields):
+    Customer.objects.create(data={"note": "x"})
+    Customer.objects.create(data={})
+    Customer.objects.create(data={"note": "a,b"})
+    assert export(["note"]) == 'Note\r\nx\r\n""\r\n"a,b"\r\n'
 
 
 def test_it_exports_in_cp932(fields):

@@ -5,6 +5,12 @@ cursor on PostgreSQL), are formatted with ``fields.format_value`` (which neutral
 spreadsheet would run as formulas, reversibly) and written through an incremental encoder, so
 memory does not grow with the number of rows.
 
+The per-row work is what limits the speed, so a batch is worked a column at a time: a text column
+is checked for formula-like cells, and for cells that need CSV quoting, with one regular
+expression over the column joined with NUL (nearly always: nothing to do), and the lines are
+joined from the columns in C (``str.join``), writing exactly what ``csv.writer`` (QUOTE_MINIMAL)
+writes; that is about twice as fast as ``csv.writer`` per row.
+
 The header holds each field's label in the current language, which ``fields.header_index`` maps
 back to the field on import; a label that would map to another field (a user label equal to a
 standard one) is written as the key instead. What export writes, import reads back unchanged.
@@ -16,7 +22,11 @@ already under way is cut short then, so large or CP932 exports should run as job
 
 from __future__ import annotations
 
+import codecs
+import csv
+import io
 import json
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -106,14 +116,20 @@ def _aware(value: Any) -> Any:
 
 # A cell that starts with one of these may need ``neutralize``; the others are left as they are.
 _GUARDED = (*FORMULA_START, "'")
+# Cells are checked a batch at a time: joined with NUL (which no cell starts a formula with), a
+# column needs no guard when no NUL is followed by a guarded character. A false alarm (a NUL in
+# a cell) only sends the column the slow way.
+_GUARD_RE = re.compile("\x00[" + re.escape("".join(_GUARDED)) + "]")
+# What makes csv.writer (QUOTE_MINIMAL, the excel dialect) quote a cell.
+_QUOTE_RE = re.compile('[,"\r\n]')
 Column = tuple[Any, ...]
 
 
-def _column_formatter(spec: FieldSpec) -> Callable[[Column], list[Any]] | None:
-    """How to turn one column of a batch (values as the driver returns them) into cells, or
-    None when the csv writer's own conversion already gives ``format_value``'s text: integers,
+def _column_formatter(spec: FieldSpec) -> Callable[[Column], Column | list[Any]] | None:
+    """How to turn one column of a batch (values as the driver returns them) into cell values,
+    or None when ``_cells``' own conversion already gives ``format_value``'s text: integers,
     numbers (``repr`` of a float, as ``format_value``), dates and empty values. Working a column
-    at a time keeps the per-cell cost to one comprehension step."""
+    at a time keeps the per-cell cost to one comprehension step, or less."""
     if spec.type == "flag":
         return lambda col: ["1" if v else "0" for v in col]
     if spec.type in ("integer", "number", "date"):
@@ -128,10 +144,38 @@ def _column_formatter(spec: FieldSpec) -> Callable[[Column], list[Any]] | None:
         if spec.standard:
             return lambda col: [None if v is None else format_value(spec, _aware(v)) for v in col]
         return lambda col: [None if v is None else format_value(spec, v) for v in col]
-    # Text, e-mail, select: only a cell that looks like a formula changes.
-    return lambda col: [
-        neutralize(v) if v.__class__ is str and v.startswith(_GUARDED) else v for v in col
-    ]
+    return _guard_text  # text, e-mail, select: only a cell that looks like a formula changes
+
+
+def _guard_text(col: Column) -> Column | list[Any]:
+    try:
+        if _GUARD_RE.search("\x00" + "\x00".join(filter(None, col))) is None:
+            return col
+    except TypeError:  # a value that is not text (a number stored in a text field)
+        pass
+    return [neutralize(v) if v.__class__ is str and v.startswith(_GUARDED) else v for v in col]
+
+
+def _cells(values: Column | list[Any]) -> Column | list[str]:
+    """A column's cells as csv.writer writes them: None empty, other values ``str``, and quoted
+    when they hold a comma, a quote or a line break."""
+    try:
+        joined = "\x00".join(values)
+    except TypeError:
+        values = [v if v.__class__ is str else ("" if v is None else str(v)) for v in values]
+        joined = "\x00".join(values)
+    if _QUOTE_RE.search(joined) is None:
+        return values
+    return ['"' + v.replace('"', '""') + '"' if _QUOTE_RE.search(v) else v for v in values]
+
+
+def _csv_lines(columns: list[Column | list[str]]) -> str:
+    """The rows of a batch as CSV text, from its columns of cells (one comprehension-free pass:
+    a batch costs a few C-level joins instead of a csv.writer call per row)."""
+    if len(columns) == 1:
+        # csv.writer writes a row of one empty cell as "" (an empty line is no row).
+        return "".join(f"{c or '""'}\r\n" for c in columns[0])
+    return "\r\n".join(map(",".join, zip(*columns, strict=True))) + "\r\n"
 
 
 def _json(value: Any) -> Any:
@@ -178,48 +222,47 @@ def _generate(
     codec: str,
     progress: Callable[[int], Any] | None,
 ) -> Iterator[bytes]:
-    out = csvio.ChunkWriter(codec)
+    # Incremental, so "utf-8-sig" writes its BOM once, not once per chunk.
+    encoder = codecs.getincrementalencoder(codec)("strict")
     header = headers(chosen, specs)
-    out.writerow(header)
-    yield _encode(out, [header], -1, header, codec)  # the header is row 1
-    formatters = [(i, f) for i, s in enumerate(chosen) if (f := _column_formatter(s))]
-    width = len(chosen)
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\r\n").writerow(header)
+    yield _encode(encoder, text.getvalue(), [[h] for h in header], -1, header, codec)
+    formatters = [_column_formatter(s) for s in chosen]
     done = 0
     with connection.chunked_cursor() as cur:
         cur.execute(query, params)
         while batch := cur.fetchmany(FETCH_ROWS):
             columns = list(zip(*batch, strict=True))
-            for i, f in formatters:
-                columns[i] = f(columns[i])
-            rows = list(zip(*columns[:width], strict=True))
-            out.writerows(rows)
-            yield _encode(out, rows, done, header, codec, batch)
-            done += len(rows)
+            cells = [_cells(f(c) if f else c) for f, c in zip(formatters, columns, strict=False)]
+            yield _encode(encoder, _csv_lines(cells), cells, done, header, codec, columns[-1])
+            done += len(batch)
             if progress is not None:
                 progress(done)
 
 
 def _encode(
-    out: csvio.ChunkWriter,
-    rows: list,
+    encoder: codecs.IncrementalEncoder,
+    text: str,
+    cells: list,
     done: int,
     header: list[str],
     codec: str,
-    batch: list | None = None,
+    ids: Column | None = None,
 ) -> bytes:
     try:
-        return out.take()
+        return encoder.encode(text)
     except UnicodeEncodeError:
         pass
     # Find the first cell that has no form in the encoding, to name it.
-    for n, row in enumerate(rows):
+    for n, row in enumerate(zip(*cells, strict=True)):
         for name, cell in zip(header, row, strict=True):
             try:
-                str(cell if cell is not None else "").encode(codec)
+                cell.encode(codec)
             except UnicodeEncodeError as e:
                 where = _("Row %(row)s") % {"row": done + n + 2}
-                if batch is not None:
-                    where += " (" + _("Customer ID %(id)s") % {"id": batch[n][-1]} + ")"
+                if ids is not None:
+                    where += " (" + _("Customer ID %(id)s") % {"id": ids[n]} + ")"
                 raise ExportError(
                     _(
                         "%(where)s, %(field)s: the character %(char)s cannot be written in"
