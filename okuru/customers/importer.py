@@ -328,7 +328,20 @@ def _converter(spec: FieldSpec) -> Callable[[str], Any]:
             raise ValueError(_("a value is required"))
         return empty
 
-    return convert
+    if spec.type != "text":
+        return convert
+
+    def convert_text(raw: str) -> Any:
+        # The common case without a call: text changes only when it starts with a quote
+        # (``unneutralize``).
+        raw = raw.strip()
+        if raw:
+            return parse(raw) if raw[0] == "'" else raw
+        if required:
+            raise ValueError(_("a value is required"))
+        return empty
+
+    return convert_text
 
 
 class Parser:
@@ -347,9 +360,10 @@ class Parser:
 
     def chunks(self, rows: Iterator[tuple[int, list[str]]]) -> Iterator[Chunk]:
         next_chunk = self._chunk_rows_by_id if self.plan.key_is_id else self._chunk_rows_by_field
+        width, size = self.plan.width, CHUNK_ROWS  # locals: this loop runs once per row
         chunk = Chunk()
         for rowno, cells in rows:
-            if len(cells) != self.plan.width:
+            if len(cells) != width:
                 if not cells or (len(cells) == 1 and not cells[0].strip()):
                     continue  # a blank line
                 chunk.read += 1
@@ -359,14 +373,14 @@ class Parser:
                             rowno,
                             "",
                             _("The row has %(cells)s cells but the header has %(header)s.")
-                            % {"cells": len(cells), "header": self.plan.width},
+                            % {"cells": len(cells), "header": width},
                         )
                     ]
                 )
                 continue
             chunk.read += 1
             next_chunk(chunk, rowno, cells)
-            if len(chunk.rows) >= CHUNK_ROWS:
+            if len(chunk.rows) >= size:
                 yield self._prepared(chunk)
                 chunk = Chunk()
         yield self._prepared(chunk)
@@ -394,11 +408,14 @@ class Parser:
         raw = cells[plan.key_cell].strip()
         target = None
         if raw:
-            try:
-                target = self.parse_id(raw)
-            except ValueError as e:
-                chunk.reject([RowError(rowno, plan.key_name, str(e))])
-                return
+            if raw.isdigit() and raw.isascii():  # the common case, without the parser's regex
+                target = int(raw)
+            else:
+                try:
+                    target = self.parse_id(raw)
+                except ValueError as e:
+                    chunk.reject([RowError(rowno, plan.key_name, str(e))])
+                    return
             if target <= 0 or target > self.max_id:
                 if plan.mode == "update":
                     chunk.skipped += 1
