@@ -3,42 +3,11 @@ the language switch and log-out, against pytest-django's live server."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 from tests.conftest import PASSWORD
 
-CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def page(monkeypatch, live_server):
-    if not CHROMIUM.exists():
-        if os.geteuid() != 0:
-            pytest.skip("Chromium is not installed (apt-get install chromium, as root)")
-        pytest.fail(
-            "Chromium is not installed: scripts/test installs it (apt-get install chromium)"
-        )
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; the ORM calls that fixtures
-    # make around it are still plain synchronous calls.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            # The machine has no network: without these Chromium keeps trying to reach Google.
-            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
-        )
-        context = browser.new_context(locale="en-US")
-        context.set_default_timeout(15_000)
-        yield context.new_page()
-        context.close()
-        browser.close()
 
 
 def test_an_operator_logs_in_switches_to_japanese_and_logs_out(
