@@ -1,6 +1,7 @@
 """The mailings API: mails (create, edit, preview counts, send or reserve), deliveries (list,
-report, state changes, unknown rows), and the recipients of a report's counts (JSON pages and
-CSV exports). Registered on the project API in ``okuru.api.main``.
+report, state changes, unknown rows), the recipients of a report's counts (JSON pages and
+CSV exports), and the SMTP relays (``sending`` right; the password is write-only). Registered on
+the project API in ``okuru.api.main``.
 
 Rights are the UI's: ``mails`` to compose, ``sending`` to send and change a delivery's state,
 ``reports`` for results, plus ``export_data`` for CSV exports. Writes go through the named
@@ -22,8 +23,8 @@ from okuru.api.auth import needs
 from okuru.api.errors import ApiError, bad_request, not_found
 from okuru.customers.filters import FilterError
 from okuru.customers.models import Topic
-from okuru.mailings import actions, rendering, reports, targeting
-from okuru.mailings.models import Delivery, Mail
+from okuru.mailings import actions, relays, rendering, reports, targeting
+from okuru.mailings.models import Delivery, Mail, Relay
 
 router = Router(tags=["mailings"])
 MAX_LIMIT = 1000
@@ -453,3 +454,115 @@ def export_events(request: HttpRequest, delivery_id: int, encoding: str = "utf-8
         raise bad_request(str(e)) from None
     audit.log(request, "delivery.export_events", f"delivery:{delivery.pk}", {"encoding": encoding})
     return _csv(chunks, f"delivery-{delivery.pk}-events.csv", encoding)
+
+
+# ---------------------------------------------------------------------------------------------
+# Relays (the named actions are in ``okuru.mailings.relays``)
+
+
+class RelayIn(Schema):
+    name: str
+    host: str
+    port: int = 25
+    security: str = "none"
+    username: str = ""
+    password: str = ""
+    timeout: int = 30
+    max_per_second: int = 0
+    per_domain_per_second: int = 0
+    verify_tls: bool = True
+    is_default: bool = False
+
+
+class RelayPatch(Schema):
+    name: str | None = None
+    host: str | None = None
+    port: int | None = None
+    security: str | None = None
+    username: str | None = None
+    password: str | None = None
+    timeout: int | None = None
+    max_per_second: int | None = None
+    per_domain_per_second: int | None = None
+    verify_tls: bool | None = None
+    is_default: bool | None = None
+
+
+def relay_json(relay: Relay) -> dict[str, Any]:
+    """A relay as the API and the CLI show it: never the password, ``has_password`` instead."""
+    return {"id": relay.pk, **relays.public(relay), "created": relay.created}
+
+
+def _get_relay(relay_id: int) -> Relay:
+    relay = Relay.objects.filter(pk=relay_id).first()
+    if relay is None:
+        raise not_found(_("No relay with id %(id)s.") % {"id": relay_id})
+    return relay
+
+
+def _save_relay(request: HttpRequest, relay: Relay, make_default: bool) -> Relay:
+    try:
+        return relays.save_relay(relay, request, make_default)
+    except ValidationError as e:
+        raise _validation(e) from None
+
+
+@router.get("/relays", summary="List relays", auth=needs("sending"))
+def list_relays(request: HttpRequest):
+    return {"items": [relay_json(r) for r in Relay.objects.order_by("name")]}
+
+
+@router.post("/relays", response={201: dict}, summary="Create a relay", auth=needs("sending"))
+def create_relay(request: HttpRequest, payload: RelayIn):
+    """``security``: none, starttls or tls. ``password`` is stored and never returned.
+    ``max_per_second`` / ``per_domain_per_second``: 0 is no limit. ``is_default``: mails
+    without a relay of their own go through this one (the first relay is the default)."""
+    values = payload.dict()
+    make_default = values.pop("is_default")
+    return Status(201, relay_json(_save_relay(request, Relay(**values), make_default)))
+
+
+@router.get("/relays/{relay_id}", summary="Get a relay", auth=needs("sending"))
+def get_relay(request: HttpRequest, relay_id: int):
+    return relay_json(_get_relay(relay_id))
+
+
+@router.patch("/relays/{relay_id}", summary="Change a relay", auth=needs("sending"))
+def update_relay(request: HttpRequest, relay_id: int, payload: RelayPatch):
+    """Only the given keys change; without ``password`` the stored one is kept, ``""`` removes
+    it. ``is_default`` true makes this the default; false is refused on the default relay
+    (make another one the default instead)."""
+    relay = _get_relay(relay_id)
+    changes = payload.dict(exclude_unset=True)
+    make_default = changes.pop("is_default", None)
+    if make_default is False and relay.is_default:
+        raise bad_request(
+            _("There must be a default relay: make another relay the default instead.")
+        )
+    for key, value in changes.items():
+        if value is None:
+            raise bad_request(_("%(key)s cannot be null.") % {"key": key})
+        setattr(relay, key, value)
+    return relay_json(_save_relay(request, relay, bool(make_default)))
+
+
+@router.delete(
+    "/relays/{relay_id}", response={204: None}, summary="Delete a relay", auth=needs("sending")
+)
+def delete_relay(request: HttpRequest, relay_id: int):
+    """Refused (409, with the reason) while a mail, or a reserved, running or paused delivery,
+    uses the relay, and for the default relay."""
+    relay = _get_relay(relay_id)
+    try:
+        relays.delete_relay(relay, request)
+    except ValidationError as e:
+        raise ApiError(409, " ".join(e.messages)) from None
+    return Status(204, None)
+
+
+@router.post("/relays/{relay_id}/test", summary="Test a relay's settings", auth=needs("sending"))
+def test_relay(request: HttpRequest, relay_id: int):
+    """Connect, EHLO, STARTTLS or TLS, log in, QUIT: no message is sent. ``ok`` and a
+    ``message`` saying what happened or what to change."""
+    result = relays.test_relay(_get_relay(relay_id), request)
+    return {"ok": result.ok, "message": result.message}

@@ -22,7 +22,7 @@ from okuru.customers.forms import ENCODINGS_OUT, clean_filter
 from okuru.customers.models import Customer
 from okuru.mailings import targeting
 from okuru.mailings.messages import BadAddress, check_address
-from okuru.mailings.models import Delivery, Mail, TrackedLink
+from okuru.mailings.models import Delivery, Mail, Relay, TrackedLink
 
 HISTORY = "delivery_history"
 MAX_TEST_ADDRESSES = 5
@@ -257,6 +257,13 @@ class MailForm(forms.ModelForm):
         )
         self.fields["view"].label_from_instance = lambda v: (
             v.name + ("" if v.is_delivery_eligible else " " + _("(not delivery-eligible)"))
+        )
+        # No relay of its own: the default relay at the time the delivery is reserved.
+        default = Relay.objects.filter(is_default=True).first()
+        self.fields["relay"].empty_label = (
+            _("The default relay (%(name)s)") % {"name": default.name}
+            if default
+            else _("The default relay")
         )
 
     def clean_filter(self) -> dict:

@@ -4,7 +4,8 @@
   with the customers filter builder plus "narrow further" delivery history conditions, or a
   spot delivery's view + customer set), preview as a customer, test send, preview counts.
 * Sending (right ``sending``): send now, reserve (配信予約), cancel, pause, resume, stop, and the
-  decision on "unknown" ledger rows.
+  decision on "unknown" ledger rows; the SMTP relays (list, create, edit, default, test,
+  delete — ``okuru.mailings.relays``).
 * Delivery results, 配信実績 (right ``reports``): the list, a delivery's report with its chart,
   each count's recipients; exports also need ``export_data``.
 
@@ -21,7 +22,8 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.db.models import Count, Max
+from django.db.models import Count, Max, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
@@ -35,9 +37,9 @@ from okuru.customers.filters import FilterError
 from okuru.customers.models import Customer
 from okuru.customers.views import builder_context, picker_fields
 from okuru.lib import signing, smtp
-from okuru.mailings import actions, forms, rendering, reports, targeting
+from okuru.mailings import actions, forms, relays, rendering, reports, targeting
 from okuru.mailings.messages import MessageBuilder
-from okuru.mailings.models import Delivery, Exclusion, Mail, TrackedLink
+from okuru.mailings.models import Delivery, Exclusion, Mail, Relay, TrackedLink
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 50
@@ -273,6 +275,11 @@ def mail_test(request: HttpRequest, mail_id: int) -> HttpResponse:
     except ValidationError as e:
         messages.error(request, " ".join(e.messages))
         return redirect("mailings:detail", mail.pk)
+    except smtp.RelayRejected as e:  # before ConnectionLost, of which it is a kind
+        from okuru.mailings.sending import relay_problem
+
+        messages.error(request, relay_problem(e))
+        return redirect("mailings:detail", mail.pk)
     except (OSError, smtp.ConnectionLost, smtp.Indeterminate) as e:
         messages.error(request, _("The test could not be sent: %(error)s") % {"error": e})
         return redirect("mailings:detail", mail.pk)
@@ -499,3 +506,86 @@ def delivery_events(request: HttpRequest, delivery_id: int) -> HttpResponse:
         return redirect("mailings:report", delivery.pk)
     audit.log(request, "delivery.export_events", f"delivery:{delivery.pk}", {"encoding": encoding})
     return _csv_response(chunks, f"delivery-{delivery.pk}-events.csv", encoding)
+
+
+# ---------------------------------------------------------------------------------------------
+# Relays (right ``sending``; the named actions are in ``okuru.mailings.relays``)
+
+
+def _get_relay(relay_id: int) -> Relay:
+    return get_object_or_404(Relay, pk=relay_id)
+
+
+@require_right("sending")
+def relay_list(request: HttpRequest) -> HttpResponse:
+    # Subqueries, not two joined Counts: the join would multiply mails by deliveries.
+    def count(qs: Any) -> Any:
+        qs = qs.filter(relay=OuterRef("pk")).order_by().values("relay")
+        return Coalesce(Subquery(qs.annotate(n=Count("*")).values("n")), 0)
+
+    rows = Relay.objects.annotate(
+        mail_count=count(Mail.objects.all()),
+        active_count=count(Delivery.objects.filter(status__in=relays.ACTIVE)),
+    ).order_by("name")
+    return render(request, "mailings/relays/list.html", {"relays": rows})
+
+
+def _relay_form_page(request: HttpRequest, relay: Relay) -> HttpResponse:
+    form = relays.RelayForm(request.POST or None, instance=relay)
+    if request.method == "POST" and form.is_valid():
+        created = relay.pk is None
+        try:
+            saved = relays.save_relay(
+                form.apply(), request, form.cleaned_data.get("make_default", False)
+            )
+        except ValidationError as e:
+            form.apply_errors(e)
+        else:
+            done = _("Relay “%(name)s” created.") if created else _("Relay “%(name)s” saved.")
+            messages.success(request, done % {"name": saved.name})
+            return redirect("mailings:relays")
+    ctx = {"form": form, "relay": relay if relay.pk else None}
+    return render(request, "mailings/relays/form.html", ctx, status=400 if form.errors else 200)
+
+
+@require_right("sending")
+def relay_create(request: HttpRequest) -> HttpResponse:
+    return _relay_form_page(request, Relay())
+
+
+@require_right("sending")
+def relay_edit(request: HttpRequest, relay_id: int) -> HttpResponse:
+    return _relay_form_page(request, _get_relay(relay_id))
+
+
+@require_POST
+@require_right("sending")
+def relay_default(request: HttpRequest, relay_id: int) -> HttpResponse:
+    relay = _get_relay(relay_id)
+    relays.set_default(relay, request)
+    messages.success(request, _("“%(name)s” is now the default relay.") % {"name": relay.name})
+    return redirect("mailings:relays")
+
+
+@require_POST
+@require_right("sending")
+def relay_test(request: HttpRequest, relay_id: int) -> HttpResponse:
+    relay = _get_relay(relay_id)
+    result = relays.test_relay(relay, request)
+    (messages.success if result.ok else messages.error)(request, result.message)
+    if request.POST.get("back") == "edit":
+        return redirect("mailings:relay", relay.pk)
+    return redirect("mailings:relays")
+
+
+@require_POST
+@require_right("sending")
+def relay_delete(request: HttpRequest, relay_id: int) -> HttpResponse:
+    relay = _get_relay(relay_id)
+    try:
+        relays.delete_relay(relay, request)
+    except ValidationError as e:
+        messages.error(request, " ".join(e.messages))
+        return redirect("mailings:relay", relay.pk)
+    messages.success(request, _("Relay “%(name)s” deleted.") % {"name": relay.name})
+    return redirect("mailings:relays")
