@@ -565,3 +565,28 @@ def test_the_cli_says_what_is_wrong():
         cli("add", "bad", "--host", "h.example", "--port", "0")
     with pytest.raises(CommandError, match="^Give the password for the user name u.$"):
         cli("add", "bad", "--host", "h.example", "--username", "u")
+
+
+def test_the_mail_api_refuses_an_unknown_relay(member):
+    api = api_client(member)
+    relay = make()
+    body = {"name": "m", "from_address": "a@shop.example", "subject": "s", "text_body": "Hi"}
+    body["relay_id"] = 999
+    r = api.post("/api/mails", body, content_type="application/json")
+    assert (r.status_code, r.json()["detail"]) == (400, "No relay with id 999.")
+    assert not Mail.objects.exists()
+    r = api.post("/api/mails", body | {"relay_id": relay.pk}, content_type="application/json")
+    assert r.status_code == 201
+    mail_id = r.json()["id"]
+    r = api.patch(f"/api/mails/{mail_id}", {"relay_id": 998}, content_type="application/json")
+    assert (r.status_code, r.json()["detail"]) == (400, "No relay with id 998.")
+    assert Mail.objects.get(pk=mail_id).relay_id == relay.pk
+
+
+def test_a_refused_edit_keeps_the_stored_name_in_the_heading(member_client):
+    relay = make("main")
+    r = member_client.post(f"/mails/relays/{relay.pk}/", form_data(name="", port="0"))
+    assert r.status_code == 400
+    assert "Relay “main”" in r.content.decode()
+    relay.refresh_from_db()
+    assert (relay.name, relay.port) == ("main", 2525)

@@ -202,10 +202,18 @@ def new_mail(payload: MailIn, owner: Any) -> Mail:
     values = payload.dict(exclude={"topic"})
     values["filter"] = values["filter"] or {}
     values["customer_set"] = values["customer_set"] or {}
-    return Mail(**values, topic=_topic(payload.topic), owner=owner)
+    return _check_relay(Mail(**values, topic=_topic(payload.topic), owner=owner))
+
+
+def _check_relay(mail: Mail) -> Mail:
+    # Checked here: an unknown id would otherwise fail only at commit, as a server error.
+    if mail.relay_id is not None and not Relay.objects.filter(pk=mail.relay_id).exists():
+        raise bad_request(_("No relay with id %(id)s.") % {"id": mail.relay_id})
+    return mail
 
 
 def _save(request: HttpRequest, mail: Mail) -> Mail:
+    _check_relay(mail)
     try:
         return actions.save_mail(mail, request)
     except ValidationError as e:

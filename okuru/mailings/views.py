@@ -544,7 +544,9 @@ def _relay_form_page(request: HttpRequest, relay: Relay) -> HttpResponse:
             done = _("Relay “%(name)s” created.") if created else _("Relay “%(name)s” saved.")
             messages.success(request, done % {"name": saved.name})
             return redirect("mailings:relays")
-    ctx = {"form": form, "relay": relay if relay.pk else None}
+    # The form wrote the refused values on the instance: the heading shows the stored relay.
+    shown = Relay.objects.get(pk=relay.pk) if relay.pk and form.errors else relay
+    ctx = {"form": form, "relay": shown if relay.pk else None}
     return render(request, "mailings/relays/form.html", ctx, status=400 if form.errors else 200)
 
 
