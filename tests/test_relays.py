@@ -10,6 +10,7 @@ import ssl
 import subprocess
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.test import Client
 
@@ -590,3 +591,13 @@ def test_a_refused_edit_keeps_the_stored_name_in_the_heading(member_client):
     assert "Relay “main”" in r.content.decode()
     relay.refresh_from_db()
     assert (relay.name, relay.port) == ("main", 2525)
+
+
+def test_a_name_taken_at_the_same_moment_is_refused_by_the_database(monkeypatch):
+    make("main")
+    # The check before the insert passed (another operator had not committed yet).
+    monkeypatch.setattr(relays, "validate", lambda relay: None)
+    with pytest.raises(ValidationError) as e:
+        relays.save_relay(Relay(name="main", host="h.example", port=25), None)
+    assert e.value.message_dict == {"name": ["A relay named “main” already exists."]}
+    assert Relay.objects.count() == 1

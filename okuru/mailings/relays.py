@@ -157,11 +157,14 @@ def save_relay(relay: Relay, actor: Actor, make_default: bool = False) -> Relay:
                 f"relay:{relay.pk}",
                 _changes(old, relay),
             )
-    except IntegrityError:  # the same name saved at the same moment by someone else
+    except IntegrityError:  # another write at the same moment: the same name, or a default
         if created:
             relay.pk = None
+        if Relay.objects.filter(name=relay.name).exclude(pk=relay.pk).exists():
+            message = _("A relay named “%(name)s” already exists.") % {"name": relay.name}
+            raise ValidationError({"name": message}) from None
         raise ValidationError(
-            {"name": _("A relay named “%(name)s” already exists.") % {"name": relay.name}}
+            _("Another operator changed the relays at the same moment. Try again.")
         ) from None
     return relay
 
@@ -360,6 +363,9 @@ class RelayForm(forms.ModelForm):
         return relay
 
     def apply_errors(self, error: ValidationError) -> None:
+        if not hasattr(error, "error_dict"):
+            self.add_error(None, error.messages)
+            return
         for key, messages in error.message_dict.items():
             field = "new_password" if key == "password" else key
             self.add_error(field if field in self.fields else None, messages)
