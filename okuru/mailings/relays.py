@@ -312,6 +312,17 @@ class RelayForm(forms.ModelForm):
         label=gettext_lazy("Make this the default relay"), required=False
     )
 
+    field_order = [
+        "name",
+        "host",
+        "port",
+        "security",
+        "verify_tls",
+        "username",
+        "new_password",
+        "clear_password",
+    ]
+
     class Meta:
         model = Relay
         fields = [
