@@ -8,13 +8,23 @@ SQLite by default (a fresh file in a temporary directory); with ``DATABASE_URL=p
 a fresh PostgreSQL database ``okuru_bench_io`` on that server. Never the development database.
 
 For each mode the import (``okuru.customers.importer.run_import``: CSV reading, checking,
-de-duplication, one transaction) and the bare limit each run in a fresh child process, which
-reports its time and peak RSS (``resource.getrusage`` ``ru_maxrss``); the two alternate
-``--repeat`` times and each one's best run is kept (the machine is shared: single runs are
-noisy). Repeated update and upsert runs rewrite the same rows; insert runs add rows each time. The bare limit reads no CSV
-and checks nothing: on SQLite it is ``sqlite3`` ``executemany`` of the same per-row UPDATE (and
-INSERT) on rows prepared in memory beforehand; on PostgreSQL it is COPY of the prepared rows
-into a temporary table and one set-based UPDATE / INSERT.
+de-duplication, one transaction) and the bare limit each run in a fresh child process, on a
+fresh copy of the seeded database (``customers_db.fresh_copy``: every run starts from the same
+table, no dead rows, no free space in the pages), and report their time and peak RSS
+(``resource.getrusage`` ``ru_maxrss``); they alternate ``--repeat`` times and each one's best run
+is kept (the machine is shared: single runs are noisy).
+
+The bare limit reads no CSV and checks nothing; its rows are prepared in memory beforehand (not
+timed, and not part of its peak RSS that matters):
+
+* SQLite: ``sqlite3`` ``executemany`` of a per-row UPDATE that makes the same change (issue #2's
+  definition), in two forms, ``json_patch(data, json_object('note', ?))`` as the import and
+  ``json_set(data, '$.note', ?)``; the faster one is the limit. Inserts: ``executemany`` of a
+  per-row INSERT.
+* PostgreSQL: COPY of the prepared rows into a temporary table, then the import's own
+  statements, one ``UPDATE .. FROM`` / ``INSERT .. SELECT``, with the import's settings
+  (``PostgresWriter.WORK_MEM``, merge join). Its time is printed with the part the statements
+  took, i.e. the same UPDATE without CSV parsing or COPY.
 
 Files: update = every customer's id; insert = empty ids (new customers); upsert = every other row
 an existing id, the others empty. Targets (issue #2): SQLite >= 200,000 rows/s and >= 0.4x the
