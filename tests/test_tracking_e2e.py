@@ -11,6 +11,7 @@ from django.test import Client
 from okuru.customers.models import Customer, Topic
 from okuru.mailings import sending, testing
 from okuru.mailings.models import Delivery, Recipient
+from okuru.tracking import recording
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -42,6 +43,7 @@ def test_the_urls_in_a_sent_message_record_opens_clicks_and_unsubscribe():
     )
     assert r.status_code == 200
 
+    recording.drain()  # as okuru trackingworker does every second
     delivery = Delivery.objects.get(pk=delivery.pk)
     assert (delivery.open_unique, delivery.click_unique, delivery.sent_count) == (1, 1, 2)
     row = Recipient.objects.get(delivery=delivery, address=msg["To"])

@@ -33,6 +33,10 @@ Per-recipient detail (ledger rows and events) of deliveries that started more th
 ``MAILINGS_RETENTION_DAYS`` ago is purged by ``purge_expired``; what the report computes from
 that detail (errors by kind, clicks per link, the chart) is frozen first into
 ``tracking.ReportArchive``; the other counts live on the ``Delivery`` row and stay.
+
+Opens and clicks reach the counters and events through the tracking inbox, which
+``okuru trackingworker`` drains every second; the summary, the chart, the drill-downs and the
+exports drain it first themselves (``_current``), so they never trail the traffic.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ from okuru.customers.filters import FilterError
 from okuru.lib import csvio
 from okuru.mailings import targeting
 from okuru.mailings.models import Delivery, ErrorKind, Event, Exclusion, Recipient, TrackedLink
+from okuru.tracking import recording
 
 PAGE_SIZE = 50
 EPOCH = datetime.min.replace(tzinfo=UTC)
@@ -74,6 +79,17 @@ SIMPLE_COUNTS = (
     "clicked",
     "not_clicked",
 )
+
+
+COUNTERS = ("open_unique", "open_total", "click_unique", "click_total")
+
+
+def _current(delivery: Delivery | None = None) -> None:
+    """Apply the opens and clicks still waiting in the tracking inbox, and reload
+    ``delivery``'s counters if that changed anything. A failure is logged: the report then
+    shows the counts as the last drain left them."""
+    if recording.drain_quietly() and delivery is not None:
+        delivery.refresh_from_db(fields=COUNTERS)
 
 
 class ReportError(ValueError):
@@ -179,6 +195,7 @@ def page(
     delivery: Delivery, count: str, after: int | None = None
 ) -> tuple[list[Recipient], int | None]:
     """One keyset page of a count's ledger rows in ledger order; (rows, next ``after``)."""
+    _current()
     qs = recipients(delivery, count).order_by("id")
     if after is not None:
         qs = qs.filter(id__gt=after)
@@ -254,6 +271,7 @@ def summary(delivery: Delivery) -> dict[str, Any]:
     from the archive once per-recipient detail is purged."""
     from okuru.tracking.models import ReportArchive
 
+    _current(delivery)
     archive = ReportArchive.objects.filter(delivery=delivery).first()
     if archive is not None:
         errors = archive.errors
@@ -334,6 +352,7 @@ def series(delivery: Delivery) -> dict[str, Any]:
     archive = ReportArchive.objects.filter(delivery=delivery).first()
     if archive is not None:
         return archive.series
+    _current()
     events = Event.objects.filter(
         delivery=delivery, kind__in=(Event.Kind.OPEN, Event.Kind.CLICK)
     ).order_by()
@@ -470,6 +489,7 @@ def iter_recipient_export(
     the file is what the customers export writes and the importer reads. Checks everything
     before the first chunk (unknown count, field, encoding: ``ReportError``) so a bad request
     fails before a download starts. The caller writes the operation log."""
+    _current()
     recipients(delivery, count)  # an unknown count fails here, with its own message
     keys = ["customer_id", *[k for k in fields if k != "customer_id"]]
     tree = {"match": "all", "conditions": [count_filter(delivery, count)]}
@@ -523,6 +543,7 @@ def iter_event_rows(delivery: Delivery) -> Iterator[list[Any]]:
     """One row per event, recipient by recipient in ledger order, each recipient's events in
     time order: (Customer ID, event, time). Events are ``sent``, ``open``,
     ``click:<name or URL>`` and ``error:<kind>``. Memory holds one chunk of recipients."""
+    _current()
     after = 0
     while True:
         rows = list(

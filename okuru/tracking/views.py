@@ -10,8 +10,13 @@
   mail provider without cookies) needs neither CSRF nor a login.
 * ``/t/v/<token>`` — the mail as the recipient got it, in the browser, under a CSP sandbox.
 
-They touch no session and no user: nothing here reads ``request.user``, so the session and
-auth middleware stay lazy and cost nothing.
+They touch no session and no user: nothing here reads ``request.user``. The open pixel and a
+valid click are answered by ``okuru.tracking.middleware`` before the rest of the middleware
+runs; the views below answer them when that middleware is not installed, and answer every other
+case (a bad click token gets its 404 page in the visitor's language).
+
+Opens and clicks are only noted here (one INSERT into the inbox); ``recording.drain`` applies
+them to the counters and events a moment later.
 """
 
 from __future__ import annotations
@@ -84,30 +89,53 @@ def _invalid(request: HttpRequest) -> HttpResponse:
 # Open and click
 
 
-def open_pixel(request: HttpRequest, token: str) -> HttpResponse:
+def pixel() -> HttpResponse:
+    return _private(HttpResponse(GIF, content_type="image/gif"))
+
+
+def note_open(token: str) -> None:
+    """Note the open a pixel token names; a bad token or a failed write is logged, never
+    raised: the pixel answers whatever happens."""
     try:
-        recording.record_open(signing.read_token("open", token).recipient_id)
+        recording.note_open(signing.read_token("open", token).recipient_id)
     except signing.BadToken:
         log.info("open pixel with a bad token")
     except Exception:
         log.exception("could not record an open")
-    return _private(HttpResponse(GIF, content_type="image/gif"))
 
 
-def click(request: HttpRequest, token: str) -> HttpResponse:
+def open_pixel(request: HttpRequest, token: str) -> HttpResponse:
+    note_open(token)
+    return pixel()
+
+
+def click_target(token: str) -> tuple[signing.Token, str] | None:
+    """The token and the URL a click token redirects to; None for a bad token, a link that is
+    not in the recipient's mail, or a URL unsafe to redirect to."""
     try:
         t = signing.read_token("click", token)
     except signing.BadToken:
-        return _invalid(request)
+        return None
     url = recording.find_click(t.recipient_id, t.link_id or 0)
     if url is None or not is_safe_target(url):
-        return _invalid(request)
+        return None
+    return t, url
+
+
+def redirect_click(request: HttpRequest, t: signing.Token, url: str) -> HttpResponse:
     if request.method == "GET":  # HEAD: link checkers, not people
         try:
-            recording.record_click(t.recipient_id, t.link_id or 0)
+            recording.note_click(t.recipient_id, t.link_id or 0)
         except Exception:
             log.exception("could not record a click")
     return _private(HttpResponseRedirect(url))
+
+
+def click(request: HttpRequest, token: str) -> HttpResponse:
+    target = click_target(token)
+    if target is None:
+        return _invalid(request)
+    return redirect_click(request, *target)
 
 
 # ---------------------------------------------------------------------------------------------

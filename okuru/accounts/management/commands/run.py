@@ -1,8 +1,8 @@
 """``okuru run``: the embedded default in one command.
 
 Migrates, collects static files, creates the first operator on the first start, then starts and
-supervises three children: the web server (gunicorn), the task worker (``run_huey``) and the
-capture SMTP server. SIGINT or SIGTERM stops them all.
+supervises its children: the web server (gunicorn), the task worker (``run_huey``), the tracking
+worker (``trackingworker``) and the capture SMTP server. SIGINT or SIGTERM stops them all.
 
 When a child dies the others are stopped and ``run`` exits non-zero, rather than restarting it:
 a crash loop hidden behind restarts is worse than a clear stop, and whoever runs Okuru as a
@@ -157,6 +157,9 @@ def children_for(
         "--bind", bind,
         "--worker-class", "gthread", "--workers", str(web_workers), "--threads", str(threads),
         "--graceful-timeout", "10",
+        # A listening socket per worker: the kernel spreads connections across workers, where
+        # one shared socket let one worker take most kept-alive clients while the other idled.
+        "--reuse-port",
         # The default control socket is one path per user: two instances would fight over it.
         "--no-control-socket",
     ]  # fmt: skip
@@ -164,6 +167,8 @@ def children_for(
         Child("web server", web),
         # Worker count and type come from settings.HUEY["consumer"] (WORKERS).
         Child("task worker", [*okuru, "run_huey"], stop_signal=signal.SIGINT),
+        # Applies the opens and clicks the web server notes, every second.
+        Child("tracking worker", [*okuru, "trackingworker"]),
     ]
     if capture:
         port_arg = ["--port", str(settings.CAPTURE_SMTP_PORT)]

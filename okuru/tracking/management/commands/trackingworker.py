@@ -1,0 +1,65 @@
+"""``okuru trackingworker``: apply the opens and clicks the endpoints noted (the inbox, see
+``okuru.tracking.recording``) to the events and counters, about every second.
+
+``okuru run`` starts one. When scaling out, run one beside the web servers (more are safe:
+drains take turns). SIGTERM or SIGINT ends it after the batch in hand, which is either applied
+whole or left whole in the inbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Any
+
+from django.core.management.base import BaseCommand
+from django.db import close_old_connections
+
+from okuru.tracking import recording
+
+log = logging.getLogger(__name__)
+
+
+class Drainer:
+    def __init__(self, interval: float = 1.0, batch: int | None = None):
+        self.interval = interval
+        self.batch = batch
+        self.stopping = threading.Event()
+
+    def step(self) -> bool:
+        """Drain one batch; True when it was full (more may be waiting, so go on at once)."""
+        close_old_connections()  # a broken connection (database restart) is replaced here
+        try:
+            batch = self.batch or recording.batch_size()
+            taken = recording.drain_batch(batch) if recording.pending() else 0
+        except Exception:
+            # The batch rolled back and stays in the inbox; try again after the interval
+            # rather than in a tight loop.
+            log.exception("could not apply tracked opens and clicks")
+            return False
+        return taken >= batch
+
+    def run(self, once: bool = False) -> None:
+        while not self.stopping.is_set():
+            if self.step():
+                recording.pause()
+                continue
+            if once:
+                return
+            self.stopping.wait(self.interval)
+
+
+class Command(BaseCommand):
+    help = "Apply recorded opens and clicks to the delivery counts and events, every second."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--interval", type=float, default=1.0, help="seconds between drains")
+        parser.add_argument("--batch", type=int, help="hits per transaction")
+        parser.add_argument("--once", action="store_true", help="exit when the inbox is empty")
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        drainer = Drainer(opts["interval"], opts["batch"])
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: drainer.stopping.set())
+        drainer.run(once=opts["once"])
