@@ -25,6 +25,8 @@ CONDITIONS = [
     ("user field has a value", {"field": "note", "op": "has_value"}),
     ("e-mail starts with", {"field": "email", "op": "starts_with", "value": "user12"}),
     ("refusal flag", {"field": "refused", "op": "eq", "value": "1"}),
+    # updated_at has no index (imports rewrite it on every row): a full scan like the others.
+    ("updated after", {"field": "updated_at", "op": "gt", "value": "2025-12-31 00:00:00"}),
 ]
 
 
