@@ -143,7 +143,7 @@ def _bare_postgres(raw, updates: list, inserts: list, now) -> dict:
     start = time.perf_counter()
     with transaction.atomic():
         cur = raw.cursor()
-        cur.execute("SELECT set_config('work_mem', %s, true)", (PostgresWriter.WORK_MEM,))
+        cur.execute(PostgresWriter.RAISE_WORK_MEM, (PostgresWriter.WORK_MEM,) * 2)
         for table, rows in (("bare_u", updates), ("bare_i", inserts)):
             cur.execute(
                 f"CREATE TEMP TABLE {table} (n bigint, id bigint, note text) ON COMMIT DROP"

@@ -740,8 +740,12 @@ class PostgresWriter(Writer):
 
     UPDATES = "okuru_import_updates"
     INSERTS = "okuru_import_inserts"
-    # Per transaction: sorts of a million-row temporary table stay in memory.
+    # Per transaction: sorts of a million-row temporary table stay in memory. Only ever raised.
     WORK_MEM = "64MB"
+    RAISE_WORK_MEM = (
+        "SELECT set_config('work_mem', %s, true)"
+        " WHERE pg_size_bytes(current_setting('work_mem')) < pg_size_bytes(%s)"
+    )
 
     def __init__(self, plan: Plan, specs: dict[str, FieldSpec]):
         super().__init__(plan, specs)
@@ -749,7 +753,7 @@ class PostgresWriter(Writer):
             f", c{i} {PG_TYPES.get(s.type, 'text')}" for i, s in enumerate(plan.columns)
         )
         names = "".join(f", c{i}" for i in range(len(plan.columns)))
-        self.cursor.execute("SELECT set_config('work_mem', %s, true)", (self.WORK_MEM,))
+        self.cursor.execute(self.RAISE_WORK_MEM, (self.WORK_MEM, self.WORK_MEM))
         for table in (self.UPDATES, self.INSERTS):
             self.cursor.execute(f"DROP TABLE IF EXISTS {table}")
             self.cursor.execute(
@@ -851,9 +855,11 @@ class PostgresWriter(Writer):
         if self.counts[self.UPDATES]:
             # A merge join walks the customer table in Customer ID order whatever the size; a
             # hash join larger than work_mem splits into batches and visits it at random.
+            self.cursor.execute("SELECT current_setting('enable_hashjoin')")
+            hashjoin = self.cursor.fetchone()[0]
             self.cursor.execute("SELECT set_config('enable_hashjoin', 'off', true)")
             out.updated = self._apply(self.UPDATES, self.update_sql, (self.now,), out)
-            self.cursor.execute("SELECT set_config('enable_hashjoin', 'on', true)")
+            self.cursor.execute("SELECT set_config('enable_hashjoin', %s, true)", (hashjoin,))
             if out.updated + out.refused < self.counts[self.UPDATES]:
                 self._missing(out)
         if self.counts[self.INSERTS]:
