@@ -96,7 +96,7 @@ def test_every_call_refuses_the_outsider(outsider_api, delivery):
 
 
 def test_the_outsider_gets_403_before_the_body_is_read(outsider_api, delivery):
-    for method, url, body in calls(delivery.mail_id, delivery.pk):
+    for method, url, _body in calls(delivery.mail_id, delivery.pk):
         if method == "get":
             continue
         r = getattr(outsider_api, method)(url, "{not json", content_type="application/json")
