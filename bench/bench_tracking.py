@@ -306,6 +306,7 @@ def main() -> None:
         "--no-drain", action="store_true", help="no trackingworker during the load (only after)"
     )
     parser.add_argument("--drain-batch", type=int, help="the trackingworker's --batch")
+    parser.add_argument("--drain-interval", type=float, help="the trackingworker's --interval")
     parser.add_argument(
         "--only", choices=("open", "click"), help="load one endpoint only (the other is skipped)"
     )
@@ -341,6 +342,8 @@ def main() -> None:
         drain_argv = commands["tracking worker"]
         if args.drain_batch:
             drain_argv = [*drain_argv, "--batch", str(args.drain_batch)]
+        if args.drain_interval:
+            drain_argv = [*drain_argv, "--interval", str(args.drain_interval)]
         drainer = None if args.no_drain else start_drainer(drain_argv, env)
         print(
             f"tracking bench: {'PostgreSQL' if args.pg else 'SQLite'}, gunicorn as okuru run "

@@ -379,3 +379,34 @@ def test_on_postgresql_a_failed_note_leaves_the_connection_usable(monkeypatch, c
     assert Hit.objects.count() == 1  # committed on its own, the failed ones left nothing
     recording.drain()
     assert counters(d) == (1, 1, 0, 0)
+
+
+def test_on_sqlite_tracking_writers_in_other_processes_wait_for_the_lock_file(
+    tmp_path, monkeypatch
+):
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's one writer at a time")
+    import subprocess
+    import sys
+
+    db = tmp_path / "okuru.sqlite3"
+    monkeypatch.setitem(connection.settings_dict, "NAME", str(db))
+    probe = (
+        "import fcntl, os, sys\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+        "try:\n"
+        "    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "except BlockingIOError:\n"
+        "    print('held')\n"
+        "else:\n"
+        "    print('free')\n"
+    )
+
+    def other_process_sees() -> str:
+        lock = f"{db}.tracking-lock"
+        out = subprocess.run([sys.executable, "-c", probe, lock], capture_output=True, text=True)
+        return out.stdout.strip()
+
+    with recording._sqlite_writer():
+        assert other_process_sees() == "held"
+    assert other_process_sees() == "free"

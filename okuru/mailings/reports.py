@@ -35,7 +35,7 @@ that detail (errors by kind, clicks per link, the chart) is frozen first into
 ``tracking.ReportArchive``; the other counts live on the ``Delivery`` row and stay.
 
 Opens and clicks reach the counters and events through the tracking inbox, which
-``okuru trackingworker`` drains every second; the summary, the chart, the drill-downs and the
+``okuru trackingworker`` drains continuously; the summary, the chart, the drill-downs and the
 exports drain it first themselves (``_current``), so they never trail the traffic.
 """
 
@@ -658,9 +658,9 @@ def archive(delivery: Delivery) -> Any:
 def _purge_chunk(delivery: Delivery, batch: int) -> int:
     """Delete one chunk of ledger rows with their events; 0 when none is left.
 
-    The rows are locked first: a click arriving meanwhile inserts an event that references its
-    ledger row, and the lock makes it wait (then fail, and be logged) instead of the delete
-    failing on the foreign key."""
+    The rows are locked first: a drain of the tracking inbox meanwhile inserts events that
+    reference their ledger rows, and the lock makes it wait (then fail on the foreign key, roll
+    back whole, and drop the purged rows' hits on its next try) instead of the delete failing."""
     with transaction.atomic():
         ids = list(
             Recipient.objects.select_for_update()

@@ -12,11 +12,11 @@ Opens and clicks are recorded in two steps:
    whole batch back and the next drain takes it again. Drains are serialised (SQLite's write
    lock; an advisory lock on PostgreSQL), so no hit is applied twice.
 
-Who drains: ``okuru trackingworker`` every second (``okuru run`` starts one; run one beside the
-web servers when scaling out; several are safe), a periodic task every minute as a safety net,
-and the report pages, exports, API and CLI reports just before they read the counts, so a report
-is always current. Elsewhere (the delivery list, delivery-history conditions) counts trail the
-traffic by about a second.
+Who drains: ``okuru trackingworker`` five times a second (``okuru run`` starts one; run one
+beside the web servers when scaling out; several are safe), a periodic task every minute as a
+safety net, and the report pages, exports, API and CLI reports just before they read the counts,
+so a report is always current. Elsewhere (the delivery list, delivery-history conditions) counts trail the
+traffic by a fraction of a second.
 
 Counters are kept in three places:
 
@@ -63,9 +63,9 @@ from okuru.tracking.models import Hit
 log = logging.getLogger(__name__)
 
 # Hits per drain transaction. On SQLite the endpoints' inserts wait while a batch holds the
-# write lock (100 hits: about 2 ms), and between two batches a drain pauses so that they go
-# first: without the pause one drain of a second's traffic held them up for tens of ms, the
-# bulk of the endpoints' p99. PostgreSQL's drain locks no row an endpoint writes.
+# write lock (100 hits: 2–3 ms), and between two batches a drain pauses so that they go first:
+# a drain that held the lock for a whole burst of traffic added tens of ms to the endpoints'
+# p99. PostgreSQL's drain locks no row that an endpoint writes.
 DRAIN_BATCH = {"sqlite": 100, "postgresql": 1000}
 SQLITE_PAUSE = 0.003  # seconds
 
@@ -114,18 +114,21 @@ PG_NOTE_SQL = f"BEGIN; SET LOCAL synchronous_commit TO OFF; {NOTE_SQL}; COMMIT"
 # sleeps, but write seldom by comparison. PostgreSQL locks rows, not the database, and needs
 # nothing of the kind.
 _thread_lock = threading.Lock()
-_lock_files: dict[str, int] = {}
+# Per process and database: a process forked after opening it (gunicorn's workers) must open
+# its own, since a flock() belongs to the open file, which a fork shares.
+_lock_files: dict[tuple[int, str], int] = {}
 
 
 def _lock_file() -> int | None:
-    """This database's lock file (opened once per process); None for an in-memory database,
-    which no other process can open anyway."""
+    """This database's lock file; None for an in-memory database, which no other process can
+    open anyway."""
     name = str(connection.settings_dict["NAME"])
     if name == ":memory:" or name.startswith("file:") or "mode=memory" in name:
         return None
-    fd = _lock_files.get(name)
+    key = (os.getpid(), name)
+    fd = _lock_files.get(key)
     if fd is None:
-        fd = _lock_files[name] = os.open(name + ".tracking-lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fd = _lock_files[key] = os.open(name + ".tracking-lock", os.O_RDWR | os.O_CREAT, 0o600)
     return fd
 
 

@@ -23,7 +23,7 @@ def purge_every_night() -> None:
 
 @db_periodic_task(crontab(minute="*"))
 def drain_every_minute() -> None:
-    """A safety net: ``okuru trackingworker`` drains every second, but a deployment that runs
+    """A safety net: ``okuru trackingworker`` drains continuously, but a deployment that runs
     none still gets its counts within a minute rather than never."""
     from okuru.tracking import recording
 

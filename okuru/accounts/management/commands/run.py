@@ -167,7 +167,7 @@ def children_for(
         Child("web server", web),
         # Worker count and type come from settings.HUEY["consumer"] (WORKERS).
         Child("task worker", [*okuru, "run_huey"], stop_signal=signal.SIGINT),
-        # Applies the opens and clicks the web server notes, every second.
+        # Applies the opens and clicks that the web server notes, continuously.
         Child("tracking worker", [*okuru, "trackingworker"]),
     ]
     if capture:
