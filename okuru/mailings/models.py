@@ -85,6 +85,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from okuru.lib import smtp
 
@@ -349,7 +350,7 @@ class Delivery(models.Model):
 class Recipient(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued", _("Queued")
-        SENDING = "sending", _("Sending")
+        SENDING = "sending", pgettext_lazy("recipient status", "Sending")
         SENT = "sent", _("Sent")
         FAILED = "failed", _("Failed")
         UNKNOWN = "unknown", _("Unknown")
