@@ -19,19 +19,6 @@ from okuru.customers.models import Customer, Topic, View
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def english():
-    with translation.override("en"):
-        yield
-
-
-@pytest.fixture
-def owner(owner):
-    owner.language = "en"  # jobs speak their operator's language
-    owner.save(update_fields=["language"])
-    return owner
-
-
 @pytest.fixture
 def fields(db):
     Topic.objects.create(key="news", name="News")

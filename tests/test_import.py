@@ -3,7 +3,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from django.utils import translation
 
 from okuru.accounts import jobs
 from okuru.accounts.models import Job, OperationLog
@@ -12,19 +11,6 @@ from okuru.customers.importer import ImportFailed, RowError, run_import
 from okuru.customers.models import Customer, Topic
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def english():
-    with translation.override("en"):
-        yield
-
-
-@pytest.fixture
-def owner(owner):
-    owner.language = "en"  # jobs speak their operator's language
-    owner.save(update_fields=["language"])
-    return owner
 
 
 @pytest.fixture
