@@ -10,28 +10,23 @@ import time
 
 import pytest
 
-from okuru.lib import smtp
 from okuru.mailings import sending
 from okuru.mailings.models import Recipient, Relay
-from okuru.mailings.testing import Sink, drain, make_customers, make_mail, make_relay, start
+from okuru.mailings.testing import (
+    Sink,
+    Watched,
+    drain,
+    make_customers,
+    make_mail,
+    make_relay,
+    start,
+)
 
 pytestmark = pytest.mark.django_db
 
 
 class Crash(BaseException):
     """Stands in for kill -9: nothing in the worker catches it."""
-
-
-class Watched(smtp.Connection):
-    """A connection that calls ``before(recipient)`` before each message."""
-
-    def __init__(self, relay: smtp.RelaySettings, before) -> None:
-        super().__init__(relay)
-        self.before = before
-
-    def send(self, sender: str, recipient: str, data: bytes) -> smtp.Reply:
-        self.before(recipient)
-        return super().send(sender, recipient, data)
 
 
 @pytest.fixture

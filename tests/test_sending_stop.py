@@ -12,24 +12,21 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from okuru.accounts.models import OperationLog
-from okuru.lib import smtp
 from okuru.mailings import actions, sending
 from okuru.mailings.models import Delivery, Recipient
-from okuru.mailings.testing import Sink, drain, make_customers, make_mail, make_relay, start
+from okuru.mailings.testing import (
+    Sink,
+    Watched,
+    drain,
+    make_customers,
+    make_mail,
+    make_relay,
+    start,
+)
 
 pytestmark = pytest.mark.django_db
 
 STOPPED_NOTE = "Not sent: the delivery was stopped by an operator."
-
-
-class Watched(smtp.Connection):
-    def __init__(self, relay: smtp.RelaySettings, before) -> None:
-        super().__init__(relay)
-        self.before = before
-
-    def send(self, sender: str, recipient: str, data: bytes) -> smtp.Reply:
-        self.before(recipient)
-        return super().send(sender, recipient, data)
 
 
 @pytest.fixture

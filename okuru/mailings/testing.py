@@ -14,6 +14,8 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
+from okuru.lib import smtp
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -126,6 +128,19 @@ class Sink:
         until = time.monotonic() + timeout
         while len(self.handler.messages) < n and time.monotonic() < until:
             time.sleep(0.01)
+
+
+class Watched(smtp.Connection):
+    """An SMTP connection that calls ``before(recipient)`` before each message (tests use it to
+    crash, stop or pause a worker at a chosen moment)."""
+
+    def __init__(self, relay: smtp.RelaySettings, before: Any) -> None:
+        super().__init__(relay)
+        self.before = before
+
+    def send(self, sender: str, recipient: str, data: bytes) -> smtp.Reply:
+        self.before(recipient)
+        return super().send(sender, recipient, data)
 
 
 def make_relay(port: int, **kwargs: Any) -> Any:
