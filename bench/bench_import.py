@@ -207,14 +207,10 @@ def main() -> None:
     if args.child:
         return child_main(args)
 
-    url, tmp = customers_db.prepare()
+    url, tmp = customers_db.prepare_seeded(args.rows)
     from django.db import connection
 
     vendor = connection.vendor
-    t = time.perf_counter()
-    customers_db.seed(args.rows)
-    connection.close()
-    print(f"{vendor}: seeded {args.rows:,} customers in {time.perf_counter() - t:.1f} s")
     for mode in args.modes.split(","):
         path = Path(tmp) / f"{mode}.csv"
         write_csv(path, mode, args.rows)

@@ -158,5 +158,20 @@ def seed(n: int, with_note: bool = True) -> None:
             c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
+def prepare_seeded(rows: int) -> tuple[str, str]:
+    """A throwaway benchmark database holding ``rows`` customers; prints the seeding time."""
+    import time
+
+    url, tmp = prepare()
+    from django.db import connection
+
+    vendor = connection.vendor
+    t = time.perf_counter()
+    seed(rows)
+    connection.close()
+    print(f"{vendor}: seeded {rows:,} customers in {time.perf_counter() - t:.1f} s")
+    return url, tmp
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
