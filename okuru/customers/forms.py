@@ -223,7 +223,29 @@ class ViewForm(forms.Form):
 # Database design
 
 
-class FieldAddForm(forms.Form):
+class _FieldOptionsForm(forms.Form):
+    """What adding and editing a field share: choices (one per line), required, unique."""
+
+    choices = forms.CharField(
+        label=gettext_lazy("Choices"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text=gettext_lazy("For select and multi-select: one choice per line."),
+    )
+    required = forms.BooleanField(label=gettext_lazy("Required"), required=False)
+    unique = forms.BooleanField(
+        label=gettext_lazy("Unique"),
+        required=False,
+        help_text=gettext_lazy("A unique field can be the update key of an import."),
+    )
+
+    def clean_choices(self) -> list[str]:
+        lines = (line.strip() for line in self.cleaned_data.get("choices", "").splitlines())
+        return list(dict.fromkeys(line for line in lines if line))
+
+
+class FieldAddForm(_FieldOptionsForm):
+    field_order = ["key", "label", "type", "choices", "required", "unique"]
     key = forms.CharField(
         label=gettext_lazy("Key"),
         max_length=63,
@@ -239,12 +261,6 @@ class FieldAddForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 4}),
         help_text=gettext_lazy("For select and multi-select: one choice per line."),
     )
-    required = forms.BooleanField(label=gettext_lazy("Required"), required=False)
-    unique = forms.BooleanField(
-        label=gettext_lazy("Unique"),
-        required=False,
-        help_text=gettext_lazy("A unique field can be the update key of an import."),
-    )
 
     def clean_key(self) -> str:
         key = self.cleaned_data["key"].strip()
@@ -254,25 +270,10 @@ class FieldAddForm(forms.Form):
             )
         return key
 
-    def clean_choices(self) -> list[str]:
-        lines = (line.strip() for line in self.cleaned_data.get("choices", "").splitlines())
-        return list(dict.fromkeys(line for line in lines if line))
 
-
-class FieldEditForm(forms.Form):
+class FieldEditForm(_FieldOptionsForm):
+    field_order = ["label", "choices", "required", "unique"]
     label = forms.CharField(label=gettext_lazy("Label"), max_length=200)
-    choices = forms.CharField(
-        label=gettext_lazy("Choices"),
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 4}),
-        help_text=gettext_lazy("One choice per line."),
-    )
-    required = forms.BooleanField(label=gettext_lazy("Required"), required=False)
-    unique = forms.BooleanField(
-        label=gettext_lazy("Unique"),
-        required=False,
-        help_text=gettext_lazy("A unique field can be the update key of an import."),
-    )
 
     def __init__(self, *args: Any, instance: Field, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -287,10 +288,6 @@ class FieldEditForm(forms.Form):
             del self.fields["choices"]
         if instance.type == Field.Type.MULTISELECT:
             del self.fields["unique"]
-
-    def clean_choices(self) -> list[str]:
-        lines = (line.strip() for line in self.cleaned_data.get("choices", "").splitlines())
-        return list(dict.fromkeys(line for line in lines if line))
 
     def options(self) -> dict[str, Any]:
         """The changed options, as ``design.set_field_options`` keywords."""
