@@ -211,6 +211,12 @@ MAILINGS_RETENTION_DAYS = envint("MAILINGS_RETENTION_DAYS", "122")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {"plain": {"format": "[%(asctime)s] %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.getenv("LOG_LEVEL", "WARNING")},
+    "loggers": {
+        # run_huey adds a handler of its own to a "huey" logger that has none, and the record
+        # then reached the root's handler too: every worker line was printed twice.
+        "huey": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
 }

@@ -214,6 +214,12 @@ def test_okuru_run_serves_the_login_page_captures_mail_and_stops_on_sigterm(tmp_
     output = log.read()
     log.close()
     assert "first operator: admin" in output
+    assert f"web server listening on http://127.0.0.1:{web_port}/" in output
+    # Every log line of the children once, not once from their handler and once from the root's.
+    lines = [line for line in output.splitlines() if line.strip()]
+    repeated = [a for a, b in zip(lines, lines[1:], strict=False) if a.endswith(b)]
+    assert repeated == []
+    assert "Huey consumer started" in output
     assert output.rstrip().endswith("stopped")
     # Every child is gone: the ports are free again.
     run.check_port_free("127.0.0.1", web_port, "web UI")

@@ -176,6 +176,20 @@ def children_for(
     return children
 
 
+def announce_when_listening(
+    host: str, port: int, url: str, stop: threading.Event, say: Callable[[str], None]
+) -> None:
+    connect_host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    deadline = time.monotonic() + 120
+    while not stop.is_set() and time.monotonic() < deadline:
+        try:
+            with socket.create_connection((connect_host, port), timeout=1):
+                say(f"web server listening on {url}")
+                return
+        except OSError:
+            stop.wait(POLL_INTERVAL)
+
+
 def child_env(url: str) -> dict[str, str]:
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="okuru.settings", PYTHONUNBUFFERED="1")
     # Links in job notices must point where the web server really is.
@@ -227,6 +241,13 @@ class Command(BaseCommand):
                 f"  captured mail:  {url}capture/  (SMTP 127.0.0.1:{settings.CAPTURE_SMTP_PORT})"
             )
         self.say("  press Ctrl-C to stop")
+        # gunicorn's own "Listening at" line is empty with --reuse-port (each worker binds its
+        # own socket), so say where the web server answers once it does.
+        threading.Thread(
+            target=announce_when_listening,
+            args=(host, port, url, supervisor.stop_requested, self.say),
+            daemon=True,
+        ).start()
         dead = supervisor.run(child_env(url))
         if dead is not None:
             raise CommandError(
