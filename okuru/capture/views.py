@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 from django.conf import settings
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
@@ -7,8 +9,33 @@ from django.shortcuts import render
 
 from okuru.accounts.access import require_right
 from okuru.capture.models import CapturedMessage, body_parts
+from okuru.lib import signing
+from okuru.tracking import recording
 
 PAGE_SIZE = 50
+
+# Okuru's own tracking URLs in a captured message, on whatever host sent it: /t/o/… (pixel),
+# /t/c/… (click), /t/u/… (unsubscribe), /t/v/… (view in browser).
+TRACKING_URL = re.compile(r"""https?://[^/"'\s<>]+/t/([ocuv])/([^"'\s<>]+)""")
+
+
+def _untracked(html: str) -> str:
+    """``html`` with its tracking URLs taken out: an operator looking at a captured message is
+    not the customer opening it, and an open or click recorded here would change who the
+    history filters and customer sets select. Pixels load nothing; tracked links point at their
+    destination; unsubscribe and view links go nowhere."""
+
+    def replace(match: re.Match) -> str:
+        kind, token = match.group(1), match.group(2)
+        if kind == "c":
+            try:
+                t = signing.read_token("click", token)
+            except signing.BadToken:
+                return "#"
+            return recording.find_click(t.recipient_id, t.link_id or 0) or "#"
+        return "data:," if kind == "o" else "#"
+
+    return TRACKING_URL.sub(replace, html)
 
 
 def _get_message(message_id: int) -> CapturedMessage:
@@ -35,7 +62,7 @@ def message_detail(request: HttpRequest, message_id: int) -> HttpResponse:
         "message": message,
         "headers": [(name, str(value)) for name, value in parsed.items()],
         "text": text,
-        "html": html,
+        "html": _untracked(html) if html else html,
     }
     return render(request, "capture/detail.html", ctx)
 
