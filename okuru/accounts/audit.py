@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -9,6 +10,7 @@ from typing import Any
 
 from django.http import HttpRequest
 
+from okuru.accounts.logwords import ACTIONS, UnlabelledAction
 from okuru.accounts.models import OperationLog, Operator
 
 # The source IP of the request a background job was started from, while the job runs: what
@@ -46,6 +48,8 @@ def log(
     ``operator`` names the operator when the request has no logged-in user yet (a failed
     log-in): the entry then carries both who it was about and where it came from.
     """
+    if action not in ACTIONS:
+        warnings.warn(f"no words for the logged action {action!r}", UnlabelledAction, stacklevel=2)
     request = actor if isinstance(actor, HttpRequest) else None
     if operator is None:
         operator = getattr(request, "user", None) if request is not None else actor

@@ -62,7 +62,10 @@ def start_import(request: HttpRequest, cleaned: dict[str, Any]) -> Job:
         input_file=str(path),
         source_ip=audit.client_ip(request),
     )
-    audit.log(request, "import_start", f"job {job.pk}", params)
+    # The stored upload's path is the server's business, not the log reader's.
+    audit.log(
+        request, "import_start", f"job {job.pk}", {k: v for k, v in params.items() if k != "path"}
+    )
     return job
 
 

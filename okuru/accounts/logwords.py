@@ -1,0 +1,140 @@
+"""The operation log in words: what the log browser shows for each action code and detail key.
+
+Kept apart from ``audit`` (which needs the models) so that pytest can name ``UnlabelledAction``
+in its warning filters before Django is set up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils.translation import gettext_lazy as _
+
+# What the log browser shows for each action code. The code stays in the database (filters and
+# scripts use it); people read the words. Every action logged needs an entry here: tests turn
+# ``UnlabelledAction`` into an error.
+ACTIONS: dict[str, Any] = {
+    "login": _("Logged in"),
+    "login_failed": _("Log-in failed"),
+    "login_refused_locked": _("Log-in refused: account locked"),
+    "login_throttled": _("Log-in refused: too many attempts"),
+    "account_locked": _("Account locked"),
+    "logout": _("Logged out"),
+    "password_change": _("Password changed"),
+    "profile_update": _("Profile changed"),
+    "language_change": _("Language changed"),
+    "notices_read": _("Notices marked read"),
+    "api_token_create": _("API token created"),
+    "api_token_revoke": _("API token revoked"),
+    "operator_create": _("Operator created"),
+    "operator_update": _("Operator changed"),
+    "operator_password_reset": _("Operator's password reset"),
+    "operator_unlock": _("Operator unlocked"),
+    "operator_activate": _("Operator enabled"),
+    "operator_deactivate": _("Operator disabled"),
+    "group_create": _("Permission group created"),
+    "group_update": _("Permission group changed"),
+    "group_delete": _("Permission group deleted"),
+    "customer_create": _("Customer added"),
+    "customer_update": _("Customer changed"),
+    "customer_delete": _("Customer deleted"),
+    "field_add": _("Field added"),
+    "field_rename": _("Field renamed"),
+    "field_change": _("Field changed"),
+    "field_delete": _("Field deleted"),
+    "view_create": _("Database view created"),
+    "view_update": _("Database view changed"),
+    "view_delete": _("Database view deleted"),
+    "topic_add": _("Newsletter topic added"),
+    "topic_rename": _("Newsletter topic renamed"),
+    "topic_delete": _("Newsletter topic deleted"),
+    "import_start": _("Import started"),
+    "import": _("Import"),
+    "import_dry_run": _("Import dry run"),
+    "export_start": _("Export started"),
+    "export": _("Export"),
+    "export_download": _("Export downloaded"),
+    "export_setting_save": _("Export settings saved"),
+    "export_setting_delete": _("Export settings deleted"),
+    "mail.create": _("Mail created"),
+    "mail.update": _("Mail changed"),
+    "mail.name_links": _("Click names changed"),
+    "mail.test_send": _("Test mail sent"),
+    "delivery.create": _("Delivery created"),
+    "delivery.reserve": _("Delivery reserved"),
+    "delivery.start": _("Delivery started"),
+    "delivery.cancel": _("Delivery cancelled"),
+    "delivery.pause": _("Delivery paused"),
+    "delivery.resume": _("Delivery resumed"),
+    "delivery.stop": _("Delivery stopped"),
+    "delivery.resolve_unknown": _("Unknown recipients resolved"),
+    "delivery.export_recipients": _("Recipients exported"),
+    "delivery.export_events": _("Events exported"),
+    "delivery.purge_detail": _("Old delivery detail purged"),
+    "relay.create": _("SMTP relay added"),
+    "relay.update": _("SMTP relay changed"),
+    "relay.delete": _("SMTP relay deleted"),
+    "relay.set_default": _("Default SMTP relay set"),
+    "relay.test": _("SMTP relay tested"),
+}
+
+# Labels for the keys of an entry's detail, in the log browser.
+DETAIL_KEYS: dict[str, Any] = {
+    "name": _("name"),
+    "fields": _("fields"),
+    "id": _("ID"),
+    "encoding": _("encoding"),
+    "count": _("count"),
+    "from": _("from"),
+    "to": _("to"),
+    "rows": _("rows"),
+    "file": _("file"),
+    "filename": _("file"),
+    "topic": _("topic"),
+    "label": _("label"),
+    "filter": _("filter"),
+    "groups": _("permission groups"),
+    "rights": _("rights"),
+    "mode": _("mode"),
+    "key": _("update key"),
+    "dry_run": _("dry run"),
+    "inserted": _("inserted"),
+    "updated": _("updated"),
+    "skipped": _("skipped"),
+    "rejected": _("rejected"),
+    "recipients": _("recipients"),
+    "mail": _("mail"),
+    "not_sent": _("not sent"),
+    "addresses": _("addresses"),
+    "refused": _("refused"),
+    "scheduled_at": _("scheduled at"),
+    "language": _("language"),
+    "source": _("source"),
+}
+
+
+class UnlabelledAction(UserWarning):
+    """An operation was logged under a code that ``ACTIONS`` has no words for."""
+
+
+def action_label(action: str) -> str:
+    return str(ACTIONS.get(action, action))
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(_("yes") if value else _("no"))
+    if isinstance(value, list | tuple):
+        return ", ".join(_value_text(v) for v in value)
+    if isinstance(value, dict):
+        return "; ".join(f"{k}={_value_text(v)}" for k, v in value.items())
+    return "" if value is None else str(value)
+
+
+def detail_text(detail: dict[str, Any]) -> str:
+    """An entry's detail in words: "label: value" pairs, lists joined."""
+    if not isinstance(detail, dict):
+        return _value_text(detail)
+    return " / ".join(
+        f"{DETAIL_KEYS.get(key, key)}: {_value_text(value)}" for key, value in detail.items()
+    )
