@@ -1094,12 +1094,20 @@ class Importer:
 
 
 def resolve_encoding(path: str | Path, encoding: str) -> str:
+    """The codec to read the file with, checked against the file (``csvio.prepare``)."""
     chosen = ENCODING_CHOICES.get((encoding or "auto").lower())
     if chosen is None:
         raise ImportFailed(
             _("Unknown encoding %(encoding)s: use auto, utf-8 or cp932.") % {"encoding": encoding}
         )
-    return csvio.detect_encoding(path) if chosen == "auto" else chosen
+    try:
+        return csvio.prepare(path, chosen)
+    except csvio.CsvError as e:
+        raise _failed(e) from None
+
+
+def _failed(error: csvio.CsvError) -> ImportFailed:
+    return ImportFailed(str(error), [RowError(error.line or 0, "", str(error))])
 
 
 def run_import(
@@ -1139,7 +1147,7 @@ def run_import(
             if dry_run:
                 transaction.set_rollback(True)
     except csvio.CsvError as e:
-        raise ImportFailed(str(e), [RowError(e.line or 0, "", str(e))]) from None
+        raise _failed(e) from None
     audit.log(
         operator,
         "import_dry_run" if dry_run else "import",
