@@ -100,7 +100,8 @@ def _wide_encoding(head: bytes) -> str | None:
     for codec, name in _WIDE_CODECS:
         size = len(head) - len(head) % 4
         text = head[:size].decode(codec, errors="replace")
-        if not text or "\x00" in text:
+        # Text in that encoding: no NUL characters, line breaks and cell separators in it.
+        if "\x00" in text or "\n" not in text or not any(c in text for c in ",\t;"):
             continue
         unreadable = sum(1 for c in text if c == "\ufffd" or not (c.isprintable() or c in "\t\r\n"))
         if unreadable * 50 <= len(text):
