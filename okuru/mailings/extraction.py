@@ -40,7 +40,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import number_format
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext_lazy
 
 from okuru.accounts import audit, jobs
 from okuru.accounts.models import Job, Notification
@@ -63,12 +63,12 @@ S = Extraction.Status
 JOB_KIND = "extraction"
 CONDITIONS = ("opened", "not_opened", "clicked", "not_clicked", "errored", "not_errored")
 CONDITION_LABELS = {
-    "opened": gettext_lazy("Opened"),
-    "not_opened": gettext_lazy("Did not open"),
-    "clicked": gettext_lazy("Clicked"),
-    "not_clicked": gettext_lazy("Did not click"),
-    "errored": gettext_lazy("Had an error"),
-    "not_errored": gettext_lazy("Had no error"),
+    "opened": pgettext_lazy("customer set", "Opened"),
+    "not_opened": pgettext_lazy("customer set", "Did not open"),
+    "clicked": pgettext_lazy("customer set", "Clicked"),
+    "not_clicked": pgettext_lazy("customer set", "Did not click"),
+    "errored": pgettext_lazy("customer set", "Had an error"),
+    "not_errored": pgettext_lazy("customer set", "Had no error"),
 }
 MAX_DELIVERIES = 50
 # Customer ids per INSERT … SELECT: each chunk is one short write transaction, so the job's

@@ -81,6 +81,7 @@ class Command(BaseCommand):
         started = extraction.start_extraction(choice, operator, enqueue=False)
         progress = ProgressLine(self.stderr, _("… %(count)s customer IDs scanned"))
         jobs.run(started.job_id, echo=progress)
+        progress(progress.done, force=True)  # the last figure, however fast the run was
         done = get_extraction(started.pk)
         if done.status != Extraction.Status.READY:
             raise CommandError(
