@@ -234,59 +234,84 @@ def _flag(expr: str) -> str:
     return f"MAX(CASE WHEN {expr} THEN 1 ELSE 0 END)"
 
 
+LINK_CLICKED = (
+    "r.status = 'sent' AND EXISTS (SELECT 1 FROM mailings_event e WHERE "
+    "e.recipient_id = r.id AND e.kind = 'click' AND e.link_id = %s)"
+)
+
+
+def _positive(base: str, choice: Choice) -> tuple[str, list[Any]]:
+    if base == "clicked" and choice.link is not None:
+        return LINK_CLICKED, [choice.link.pk]
+    return targeting.POSITIVE[base], []
+
+
 def customer_set_sql(
     choice: Choice, specs: dict[str, FieldSpec], id_range: tuple[int, int] | None = None
 ) -> tuple[str, list[Any]]:
     """SELECT cid: the customers of ``choice`` (optionally only ids in [lo, hi)).
 
-    Why one GROUP BY over the ledger instead of one ``IN (SELECT …)`` per condition (as the
-    delivery history filter does): every condition is answered from the same rows, so the
-    ledger of the sources is read once, in (delivery, customer) index order, whatever the
-    number of conditions and deliveries; a negative condition is "sent in some, positive in
-    none" over the aggregate, which per-row subqueries cannot say without a second pass. The
-    flags are MAX(CASE …) rather than bool_or/MAX(boolean) so the text is the same on SQLite
-    and PostgreSQL. The join to the customers table drops customers deleted since (the list
-    holds only customers who still exist) and applies the view's filter."""
-    flags: dict[str, str] = {"sent": targeting.POSITIVE["sent"]}
-    params: list[Any] = []
-    for cond in choice.conditions:
-        base = targeting.NEGATED.get(cond, cond)
-        if base == "clicked" and choice.link is not None:
-            flags["clicked"] = (
-                "r.status = 'sent' AND EXISTS (SELECT 1 FROM mailings_event e WHERE "
-                "e.recipient_id = r.id AND e.kind = 'click' AND e.link_id = %s)"
-            )
-        else:
-            flags[base] = targeting.POSITIVE[base]
-    columns = []
-    for name, expr in flags.items():
-        columns.append(f"{_flag(expr)} AS f_{name}")
-        if "%s" in expr:
-            params.append(choice.link.pk)  # type: ignore[union-attr]
+    Several deliveries: one GROUP BY over their ledger rows, instead of one ``IN (SELECT …)``
+    per condition (as the delivery history filter does), because every condition is then
+    answered from the same rows, read once in (delivery, customer) index order, and a negative
+    condition is "sent in some, positive in none" over the aggregate, which per-row subqueries
+    cannot say without a second pass. The flags are MAX(CASE …), not bool_or/MAX(boolean), so
+    the text is the same on SQLite and PostgreSQL.
+
+    One delivery (the common case): a customer has at most one ledger row there (the unique
+    (delivery, customer) index), so the conditions are plain row predicates and the GROUP BY
+    is skipped: at 1,000,000 rows the grouping cost SQLite more than the insert itself.
+
+    Either way the join to the customers table drops customers deleted since (the list holds
+    only customers who still exist) and applies the view's filter."""
     ids = choice.delivery_ids
     where = f"r.delivery_id IN ({', '.join(['%s'] * len(ids))})"
-    params += ids
+    where_params: list[Any] = list(ids)
     if id_range is not None:
         where += " AND r.customer_id >= %s AND r.customer_id < %s"
-        params += list(id_range)
-    tests = []
+        where_params += list(id_range)
+    tree = {"match": "all", "conditions": [filters.parse_tree(choice.view.filter)]}
+    view_where, view_params = filters.compile_filter(tree, specs)
+    table = targeting.CUSTOMERS
+    joiner = " AND " if choice.match == "all" else " OR "
+    tests: list[str] = []
+    test_params: list[Any] = []
+    if len(ids) == 1:
+        for cond in choice.conditions:
+            positive, p = _positive(targeting.NEGATED.get(cond, cond), choice)
+            if cond in targeting.NEGATED:
+                tests.append(f"({targeting.POSITIVE['sent']} AND NOT ({positive}))")
+            else:
+                tests.append(f"({positive})")
+            test_params += p
+        outcome = "(" + joiner.join(tests) + ")" if tests else "1=1"
+        sql = (
+            f"SELECT r.customer_id AS cid FROM {targeting.LEDGER} r "
+            f'JOIN {table} ON "{table}"."id" = r.customer_id '
+            f"WHERE {where} AND {outcome} AND ({view_where})"
+        )
+        return sql, where_params + test_params + view_params
+    flags: dict[str, tuple[str, list[Any]]] = {"sent": (targeting.POSITIVE["sent"], [])}
+    for cond in choice.conditions:
+        base = targeting.NEGATED.get(cond, cond)
+        flags[base] = _positive(base, choice)
+    columns, flag_params = [], []
+    for name, (expr, p) in flags.items():
+        columns.append(f"{_flag(expr)} AS f_{name}")
+        flag_params += p
     for cond in choice.conditions:
         if cond in targeting.NEGATED:
             tests.append(f"(s.f_sent = 1 AND s.f_{targeting.NEGATED[cond]} = 0)")
         else:
             tests.append(f"s.f_{cond} = 1")
-    joiner = " AND " if choice.match == "all" else " OR "
     outcome = "(" + joiner.join(tests) + ")" if tests else "1=1"
-    tree = {"match": "all", "conditions": [filters.parse_tree(choice.view.filter)]}
-    view_where, view_params = filters.compile_filter(tree, specs)
-    table = targeting.CUSTOMERS
     sql = (
         f"SELECT s.cid AS cid FROM (SELECT r.customer_id AS cid, {', '.join(columns)} "
         f"FROM {targeting.LEDGER} r WHERE {where} GROUP BY r.customer_id) s "
         f'JOIN {table} ON "{table}"."id" = s.cid '
         f"WHERE {outcome} AND ({view_where})"
     )
-    return sql, params + view_params
+    return sql, flag_params + where_params + view_params
 
 
 def _id_bounds(delivery_ids: list[int]) -> tuple[int, int] | None:
