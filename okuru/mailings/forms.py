@@ -326,7 +326,8 @@ def lock_targeting(form: MailForm, *formsets: forms.BaseFormSet) -> None:
     for formset in formsets:
         for f in formset.forms:
             for field in f.fields.values():
-                field.disabled = True
+                # An empty extra row has no stored value to keep: it stays empty.
+                field.disabled, field.required = True, False
 
 
 def _replace(mail: Mail, attr: str, tree: dict) -> None:
