@@ -2,7 +2,7 @@
 
 from ninja import NinjaAPI
 
-from okuru.api import customers, dbviews, errors, exports, fields, imports, jobs
+from okuru.api import customers, dbviews, errors, exports, extractions, fields, imports, jobs
 from okuru.api.auth import TokenAuth
 from okuru.mailings import api as mailings_api
 
@@ -22,3 +22,4 @@ errors.install(api)
 for module in (customers, fields, dbviews, imports, exports, jobs):
     api.add_router("", module.router)
 api.add_router("", mailings_api.router)
+api.add_router("", extractions.router)

@@ -35,7 +35,7 @@ from django.utils.translation import gettext as _
 from okuru.accounts import audit
 from okuru.customers.fields import catalogue
 from okuru.customers.filters import FilterError
-from okuru.mailings import rendering, targeting
+from okuru.mailings import extraction, rendering, targeting
 from okuru.mailings.models import Delivery, Mail, Recipient, TrackedLink
 
 Actor = Any  # HttpRequest | Operator | None, as okuru.accounts.audit.log takes it
@@ -94,6 +94,8 @@ def save_mail(mail: Mail, actor: Actor) -> Mail:
                         "cannot be changed. Cancel the reservation or create a new mail."
                     )
                 )
+        if changed_list(mail):
+            extraction.check_recipient_list(mail)
         if has_target(mail):  # a spot draft may be saved before its view is chosen
             validate_targeting(mail, specs)
         mail.updated = timezone.now()
@@ -102,6 +104,17 @@ def save_mail(mail: Mail, actor: Actor) -> Mail:
         sync_links(mail)
         audit.log(actor, "mail.create" if created else "mail.update", f"mail:{mail.pk}")
     return mail
+
+
+def changed_list(mail: Mail) -> bool:
+    """A new target list (an extraction's list that was discarded or purged is refused then;
+    a mail already on it keeps it, so its page still says where its recipients came from)."""
+    if not mail.recipient_list_id:
+        return False
+    if mail.pk is None:
+        return True
+    old = Mail.objects.filter(pk=mail.pk).values_list("recipient_list_id", flat=True).first()
+    return old != mail.recipient_list_id
 
 
 DOMAIN_RE = re.compile(

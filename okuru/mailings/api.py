@@ -23,7 +23,7 @@ from okuru.api.auth import needs
 from okuru.api.errors import ApiError, bad_request, not_found
 from okuru.customers.filters import FilterError
 from okuru.customers.models import Topic
-from okuru.mailings import actions, relays, rendering, reports, targeting
+from okuru.mailings import actions, extraction, relays, rendering, reports, targeting
 from okuru.mailings.models import Delivery, Mail, Relay
 
 router = Router(tags=["mailings"])
@@ -202,7 +202,8 @@ def new_mail(payload: MailIn, owner: Any) -> Mail:
     values = payload.dict(exclude={"topic"})
     values["filter"] = values["filter"] or {}
     values["customer_set"] = values["customer_set"] or {}
-    return _check_relay(Mail(**values, topic=_topic(payload.topic), owner=owner))
+    mail = Mail(**values, topic=_topic(payload.topic), owner=owner)
+    return _check_relay(extraction.mail_defaults(mail, payload.model_fields_set))
 
 
 def _check_relay(mail: Mail) -> Mail:

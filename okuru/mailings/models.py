@@ -71,7 +71,19 @@
     bounces).
 
 ``FrozenList`` / ``FrozenListMember``
-    A frozen list of customer ids (the extraction issue produces these; spot mails target them).
+    A frozen list of customer ids (an ``Extraction`` writes one; spot mails target it).
+
+``Extraction`` (効果測定結果の利用)
+    Route 4: the customers of past deliveries (a customer set over their outcomes, within a
+    delivery-eligible view) frozen into a ``FrozenList`` by a background job
+    (``extraction.py``). States::
+
+        extracting ──▶ ready ──▶ discarded    (by an operator, while no mail uses the list)
+             │           └─────▶ purged       (its members, past the retention window)
+             └────────▶ failed
+
+    ``count`` is the size of the list when it was written. The mails it fed are the mails whose
+    ``recipient_list`` is its list.
 
 ``ListCleaning``
     Addresses permanently excluded (配信リストクリーニング), lower-cased. The bounces issue
@@ -199,6 +211,54 @@ class FrozenListMember(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["list", "customer_id"], name="frozen_list_member")
         ]
+
+
+class Extraction(models.Model):
+    class Status(models.TextChoices):
+        EXTRACTING = "extracting", _("Extracting")
+        READY = "ready", _("Ready")
+        FAILED = "failed", _("Failed")
+        DISCARDED = "discarded", _("Discarded")
+        PURGED = "purged", _("Purged")
+
+    class Match(models.TextChoices):
+        ALL = "all", _("All of the conditions (AND)")
+        ANY = "any", _("Any of the conditions (OR)")
+
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.EXTRACTING
+    )
+    operator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    deliveries = models.ManyToManyField(
+        "Delivery", related_name="extractions", verbose_name=_("source deliveries")
+    )
+    view = models.ForeignKey(
+        "customers.View", models.SET_NULL, null=True, blank=True, verbose_name=_("view")
+    )
+    view_name = models.CharField(max_length=200, blank=True)  # kept if the view is deleted
+    conditions = models.JSONField(_("conditions"), default=list, blank=True)
+    match = models.CharField(max_length=3, choices=Match.choices, default=Match.ALL)
+    link = models.ForeignKey(
+        "TrackedLink", models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    count = models.BigIntegerField(default=0)
+    recipient_list = models.OneToOneField(
+        FrozenList, models.SET_NULL, null=True, blank=True, related_name="extraction"
+    )
+    job = models.ForeignKey(
+        "accounts.Job", models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    error = models.TextField(blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"#{self.pk}"
 
 
 class Mail(models.Model):

@@ -59,7 +59,7 @@ from okuru.accounts import audit
 from okuru.customers import exporter, filters, sql
 from okuru.customers.filters import FilterError
 from okuru.lib import csvio
-from okuru.mailings import targeting
+from okuru.mailings import extraction, targeting
 from okuru.mailings.models import Delivery, ErrorKind, Event, Exclusion, Recipient, TrackedLink
 from okuru.tracking import recording
 
@@ -688,11 +688,13 @@ def purge_delivery(delivery: Delivery, batch: int = 5000) -> int:
 
 
 def purge_expired(now: datetime | None = None, batch: int = 5000) -> dict[str, int]:
-    """Purge every delivery past the retention window (the periodic task calls this)."""
+    """Purge every delivery past the retention window, and the extracted lists past it (the
+    periodic task calls this)."""
     done = {"deliveries": 0, "rows": 0}
     for delivery in purgeable(now).select_related("mail"):
         done["rows"] += purge_delivery(delivery, batch)
         done["deliveries"] += 1
-    if done["deliveries"]:
+    done["lists"] = extraction.purge(now)
+    if done["deliveries"] or done["lists"]:
         audit.log(None, "delivery.purge_detail", "", dict(done))
     return done

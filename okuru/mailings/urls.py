@@ -1,6 +1,6 @@
 from django.urls import path
 
-from okuru.mailings import views
+from okuru.mailings import extraction_views, views
 
 app_name = "mailings"
 urlpatterns = [
@@ -13,6 +13,20 @@ urlpatterns = [
     path("<int:mail_id>/test/", views.mail_test, name="test"),
     path("<int:mail_id>/links/", views.mail_links, name="links"),
     path("<int:mail_id>/send/", views.mail_send, name="send"),
+    path("extractions/", extraction_views.extraction_list, name="extractions"),
+    path("extractions/new/", extraction_views.extraction_new, name="extraction_new"),
+    path("extractions/purge/", extraction_views.extraction_purge, name="extraction_purge"),
+    path("extractions/<int:extraction_id>/", extraction_views.extraction_detail, name="extraction"),
+    path(
+        "extractions/<int:extraction_id>/discard/",
+        extraction_views.extraction_discard,
+        name="extraction_discard",
+    ),
+    path(
+        "extractions/<int:extraction_id>/continue/",
+        extraction_views.extraction_continue,
+        name="extraction_continue",
+    ),
     path("relays/", views.relay_list, name="relays"),
     path("relays/new/", views.relay_create, name="relay_create"),
     path("relays/<int:relay_id>/", views.relay_edit, name="relay"),

@@ -78,8 +78,9 @@ def mail_list(request: HttpRequest) -> HttpResponse:
     return render(request, "mailings/list.html", {"page": page})
 
 
-def _form_page(request: HttpRequest, mail: Mail) -> HttpResponse:
-    """Create and edit: the mail form, the history rows (basic) and the customer set (spot)."""
+def _form_page(request: HttpRequest, mail: Mail, extra: dict | None = None) -> HttpResponse:
+    """Create and edit: the mail form, the history rows (basic) and the customer set (spot).
+    ``extra``: more context (the extraction a new spot delivery continues)."""
     data = request.POST if request.method == "POST" else None
     form = forms.MailForm(data, instance=mail)
     _builder, history_conds = forms.split_filter(mail.filter)
@@ -88,6 +89,9 @@ def _form_page(request: HttpRequest, mail: Mail) -> HttpResponse:
     history = forms.history_formset("h", None if spot else data, history_conds)
     cset_conds = (mail.customer_set or {}).get("conditions", [])
     cset = forms.history_formset("cs", data if spot else None, cset_conds)
+    locked = actions.is_locked(mail)
+    if locked:  # shown read-only with the reason, rather than refused after saving
+        forms.lock_targeting(form, history, cset)
     rows_valid = (cset if spot else history).is_valid()
     if data is not None and form.is_valid() and rows_valid:
         created = mail.pk is None
@@ -108,8 +112,9 @@ def _form_page(request: HttpRequest, mail: Mail) -> HttpResponse:
         "mail": mail,
         "history": history,
         "cset": cset,
-        "locked": actions.is_locked(mail),
+        "locked": locked,
         "kind": form["kind"].value() or mail.kind,
+        **(extra or {}),
     }
     ctx.update(builder_context(catalogue(), form["filter"].value()))
     status = 400 if data is not None else 200
@@ -403,7 +408,9 @@ def delivery_list(request: HttpRequest) -> HttpResponse:
         (d, d.started_at is not None and d.started_at >= cutoff, _rates(d))
         for d in page.object_list
     ]
-    return render(request, "mailings/deliveries.html", {"page": page, "rows": rows})
+    can_extract = _can(request, "sending")  # the extraction wizard needs reports and sending
+    ctx = {"page": page, "rows": rows, "can_extract": can_extract}
+    return render(request, "mailings/deliveries.html", ctx)
 
 
 def _rates(d: Delivery) -> dict[str, float | None]:
