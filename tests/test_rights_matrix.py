@@ -62,7 +62,7 @@ UI = [
     ("customers:export", "get", "/export/", (READ, EXPORT)),
     ("customers:export", "post", "/export/", (READ, EXPORT)),
     ("customers:export_setting_delete", "post", "/export/settings/{setting}/delete/", (EXPORT,)),
-    ("customers:export_download", "get", "/export/jobs/{job}/download/", (EXPORT,)),
+    ("customers:export_download", "get", "/export/jobs/{job}/download/", (READ, EXPORT)),
     ("accounts:profile", "get", "/accounts/profile/", LOGIN),
     ("accounts:profile", "post", "/accounts/profile/", LOGIN),
     ("accounts:password_change", "post", "/accounts/profile/password/", LOGIN),
@@ -110,7 +110,7 @@ API = [
     ("delete", "/api/views/{view}", (READ, WRITE)),
     ("post", "/api/imports", (IMPORT,)),
     ("post", "/api/exports", (READ, EXPORT)),
-    ("get", "/api/exports/{job}/file", (EXPORT,)),
+    ("get", "/api/exports/{job}/file", (READ, EXPORT)),
     ("get", "/api/jobs", LOGIN),
     ("get", "/api/jobs/{job}", LOGIN),
 ]
