@@ -8,7 +8,9 @@ The completeness tests fail when a URL or an API operation is added without a ro
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group
@@ -21,6 +23,7 @@ from okuru.api.main import api
 from okuru.customers import design
 from okuru.customers import urls as customer_urls
 from okuru.customers.models import Customer, ExportSetting, Topic, View
+from okuru.mailings.models import Delivery
 from tests.conftest import client_for, make_operator
 
 READ, WRITE = "customers_read", "customers_write"
@@ -322,3 +325,316 @@ def test_every_api_operation_refuses_an_outsider_whatever_the_body(outsider):
                 r = getattr(client, method)(url, "{}", content_type="application/json")
             assert r.status_code == 403, (method, path, r.status_code)
             assert r.json()["detail"].startswith("You do not have the right to do this (needs: ")
+
+
+# --- customer data: which right may see it (okuru.accounts.access.CUSTOMER_DATA_BY_RIGHT) ------
+#
+# A sentinel customer's name and addresses are planted everywhere customer data can surface: the
+# customer record, a delivery's ledger (address, SMTP reply, note), opens and clicks, a captured
+# message, an export file, another operator's import errors. Every screen the URL resolver knows
+# and every API operation the OpenAPI schema lists is then requested by each persona, with every
+# value of its URL parameters; the sentinel may appear only in a response to an operator with
+# Customers: read. A new view or endpoint is requested without being listed here; one with a URL
+# parameter this test cannot fill fails until the parameter is added to ``_candidates``.
+
+SENTINEL = "zq7sentinel"
+SENTINEL_NAME = "Zq7Sentinel Taro"
+SENTINEL_EMAILS = ("zq7sentinel-a@example.org", "zq7sentinel-b@example.org")
+DATA_PERSONAS = {
+    "owner": None,  # the conftest personas
+    "member": None,
+    "mails-only": ["mails"],
+    "mails-and-sending": ["mails", "sending"],
+    "reports-only": ["reports"],
+    "reports-and-export": ["reports", "export_data"],
+    "outsider": [],
+    "anonymous": None,
+}
+# Query strings tried on top of the bare URL: the ways a screen can be asked for customer data.
+QUERY_VARIANTS = {
+    "mailings:preview": ["?customer={customer}"],
+    "mailings:export": ["?fields=customer_id", "?fields=customer_id&fields=name&fields=email"],
+    "accounts:job": ["?format=json"],
+    "/api/deliveries/{delivery_id}/recipients/{count}/export": [
+        "?fields=customer_id",
+        "?fields=customer_id&fields=name&fields=email",
+    ],
+}
+# What must show the sentinel to an operator with Customers: read and the screen's own rights
+# (owner, member): the places that exist to show customer data, proving the world planted it.
+MUST_SHOW = {
+    "/",
+    "/customers/{customer}/",
+    "/mails/{mail}/preview/?customer={customer}",
+    "/mails/deliveries/{delivery}/recipients/all/",
+    "/mails/deliveries/{delivery}/recipients/all/export/?fields=customer_id&fields=name&fields=email",
+    "/capture/",
+    "/capture/{message}/",
+    "/capture/{message}/raw/",
+    "/export/jobs/{export_job}/download/",
+    "/api/customers",
+    "/api/customers/{customer}",
+    "/api/deliveries/{delivery}/recipients/all",
+    "/api/deliveries/{delivery}/recipients/all/export?fields=customer_id&fields=name&fields=email",
+    "/api/exports/{export_job}/file",
+}
+
+
+@pytest.fixture(params=list(DATA_PERSONAS))
+def data_persona(request, db) -> tuple[str, Operator | None]:
+    name = request.param
+    if name == "anonymous":
+        return name, None
+    if DATA_PERSONAS[name] is None:
+        return name, request.getfixturevalue(name)
+    return name, make_operator(name, DATA_PERSONAS[name])
+
+
+@pytest.fixture
+def sentinel_world(data_persona, media) -> dict[str, int]:
+    from okuru.capture.models import CapturedMessage
+    from okuru.mailings import testing
+    from okuru.mailings.models import Recipient, TrackedLink
+    from okuru.mailings.sending import refresh_counts
+    from okuru.tracking import recording
+
+    _name, persona = data_persona
+    design.add_field("name", "Name", "text")
+    for address in SENTINEL_EMAILS:
+        Customer.objects.create(email=address, data={"name": SENTINEL_NAME})
+    first = Customer.objects.order_by("id").first()
+    testing.make_relay(testing.free_port())
+    mail = testing.make_mail(
+        name="Spring sale",
+        filter={"match": "all", "conditions": []},
+        subject="Hello {{ name }}",
+        text_body="Hi {{ name }} <{{ email }}>\nhttps://shop.example/sale\n",
+        html_body='<p>Hi {{ name }} {{ email }}</p><a href="https://shop.example/sale">Sale</a>',
+    )
+    delivery = testing.start(mail)
+    bounced, opened = Recipient.objects.filter(delivery=delivery).order_by("id")
+    Recipient.objects.filter(pk=bounced.pk).update(
+        status="failed",
+        error_kind="unknown_user",
+        smtp_reply=f"550 5.1.1 <{bounced.address}>: no such user",
+        note=f"Not a valid e-mail address: {bounced.address}",
+    )
+    Recipient.objects.filter(pk=opened.pk).update(status="sent", sent_at=timezone_now())
+    link = TrackedLink.objects.get(mail=mail)
+    recording.record_open(opened.pk)
+    recording.record_click(opened.pk, link.pk)
+    refresh_counts(delivery.pk)
+    Delivery.objects.filter(pk=delivery.pk).update(status="completed")
+    message = CapturedMessage.capture(
+        "news@shop.example",
+        [SENTINEL_EMAILS[0]],
+        f"Subject: Hello {SENTINEL_NAME}\r\nTo: {SENTINEL_EMAILS[0]}\r\n\r\nHi\r\n".encode(),
+    )
+    out = Path(media) / "exports" / "sentinel.csv"
+    out.parent.mkdir(parents=True)
+    out.write_text(f"\ufeffCustomer ID,Name\r\n{first.pk},{SENTINEL_NAME}\r\n")
+    export_job = Job.objects.create(
+        kind="export", operator=persona, status=Job.Status.SUCCEEDED, output_file=str(out)
+    )
+    other = make_operator("importer", ["import_data"])
+    import_job = Job.objects.create(
+        kind="import",
+        operator=other,
+        status=Job.Status.SUCCEEDED,
+        result={"inserted": 0, "errors": [[2, "email", f"{SENTINEL_EMAILS[0]} is in use"]]},
+    )
+    notice = (
+        Notification.objects.create(operator=persona, text="Export #1 finished.", link="/")
+        if persona
+        else None
+    )
+    token = ApiToken.issue(persona or other, "mine")[0]
+    return {
+        "customer": first.pk,
+        "mail": mail.pk,
+        "delivery": delivery.pk,
+        "link": link.pk,
+        "message": message.pk,
+        "export_job": export_job.pk,
+        "import_job": import_job.pk,
+        "notice": notice.pk if notice else 1,
+        "token": token.pk,
+        "other": other.pk,
+        "group": Group.objects.get(name="importer-group").pk,
+        "relay": mail.relay_id or 1,
+        "view": View.objects.create(name="All", fields=["customer_id", "email"]).pk,
+        "topic": Topic.objects.create(key="news", name="News").pk,
+        "setting": ExportSetting.objects.create(name="Mine", fields=["customer_id"]).pk,
+    }
+
+
+def timezone_now():
+    from django.utils import timezone
+
+    return timezone.now()
+
+
+def _candidates(param: str, world: dict[str, int]) -> list[str]:
+    """Every value to try for a URL parameter; an unknown parameter fails the test."""
+    counts = ["all", "sent", "errors", "error:unknown_user", "opened", "clicked"]
+    values = {
+        "customer_id": [world["customer"]],
+        "mail_id": [world["mail"]],
+        "delivery_id": [world["delivery"]],
+        "count": [*counts, f"clicked:{world['link']}"],
+        "action": ["cancel"],
+        "message_id": [world["message"]],
+        "job_id": [world["export_job"], world["import_job"]],
+        "notice_id": [world["notice"]],
+        "token_id": [world["token"]],
+        "operator_id": [world["other"]],
+        "group_id": [world["group"]],
+        "relay_id": [world["relay"]],
+        "view_id": [world["view"]],
+        "topic_id": [world["topic"]],
+        "setting_id": [world["setting"]],
+        "key": ["name"],
+        "token": ["x"],  # tracking tokens: a recipient's own links, checked by signature
+    }
+    assert param in values, f"Unknown URL parameter {param}: add its values to _candidates."
+    return [str(v) for v in values[param]]
+
+
+PARAM = re.compile(r"<(?:\w+:)?(\w+)>|\{(\w+)\}")
+
+
+def _fill(template: str, world: dict[str, int]) -> list[str]:
+    """``template`` with every combination of its parameters' candidate values."""
+    paths = [template]
+    for match in PARAM.finditer(template):
+        name = match.group(1) or match.group(2)
+        paths = [p.replace(match.group(0), v, 1) for p in paths for v in _candidates(name, world)]
+    return paths
+
+
+def _screens() -> list[tuple[str, str]]:
+    """(url name, route) of every screen the URL resolver knows, the API excepted."""
+    from django.urls import URLResolver, get_resolver
+
+    def walk(patterns, prefix="", ns=""):
+        for p in patterns:
+            if isinstance(p, URLResolver):
+                if str(p.pattern).startswith("api/"):
+                    continue
+                yield from walk(p.url_patterns, prefix + str(p.pattern), p.namespace or ns)
+            else:
+                yield (f"{ns}:{p.name}" if ns else p.name), "/" + prefix + str(p.pattern)
+
+    return list(walk(get_resolver().url_patterns))
+
+
+def _api_operations() -> list[tuple[str, str]]:
+    schema = api.get_openapi_schema()
+    return [(m, path) for path, ops in schema["paths"].items() for m in ops]
+
+
+def _text(response) -> str:
+    raw = b"".join(response.streaming_content) if response.streaming else response.content
+    return raw.decode("utf-8", errors="replace").lower()
+
+
+def _reads(persona: Operator | None) -> bool:
+    return persona is not None and persona.has_right(READ)
+
+
+def _api_client(persona: Operator | None) -> Client:
+    if persona is None:
+        return Client()
+    _token, key = ApiToken.issue(persona, "sentinel")
+    return Client(headers={"authorization": f"Bearer {key}", "accept-language": "en"})
+
+
+def _requests(world: dict[str, int]):
+    """(label, kind, path) of every request the walk makes: kind "ui" or "api"."""
+    for name, route in _screens():
+        for variant in ["", *QUERY_VARIANTS.get(name, [])]:
+            for path in _fill(route + variant.format(**world), world):
+                yield name, "ui", path
+    for method, template in _api_operations():
+        if method != "get":
+            continue  # writes: the rights table above; none answers with another customer
+        for variant in ["", *QUERY_VARIANTS.get(template, [])]:
+            for path in _fill(template + variant.format(**world), world):
+                yield template, "api", path
+
+
+def test_customer_data_shows_only_to_operators_who_may_read_customers(data_persona, sentinel_world):
+    name, persona = data_persona
+    ui = client_for(persona) if persona else Client()
+    api_client = _api_client(persona)
+    must_show = {p.format(**sentinel_world) for p in MUST_SHOW}
+    leaks, missing, seen = [], [], set()
+    for label, kind, path in _requests(sentinel_world):
+        r = (ui if kind == "ui" else api_client).get(path)
+        visible = SENTINEL in _text(r)
+        seen.add(path)
+        if visible and not _reads(persona):
+            leaks.append((label, path, r.status_code))
+        if path in must_show and _reads(persona) and not visible:
+            missing.append((label, path, r.status_code))
+    assert not leaks, f"{name} sees customer data at {leaks}"
+    assert not missing, f"{name} should see the sentinel at {missing}"
+    assert must_show <= seen, must_show - seen
+
+
+@pytest.fixture
+def sink_relay(sentinel_world):
+    from okuru.mailings import testing
+    from okuru.mailings.models import Relay
+
+    with testing.Sink() as sink:
+        Relay.objects.filter(pk=sentinel_world["relay"]).update(port=sink.port)
+        yield sink
+
+
+def _test_send(persona, world, **extra) -> Any:
+    client = client_for(persona) if persona else Client()
+    data = {"addresses": "qa@outside.example", **extra}
+    return client.post(f"/mails/{world['mail']}/test/", data)
+
+
+def _message_text(raw: bytes) -> str:
+    """Headers and every decoded text part of a sent message (bodies go out base64-encoded)."""
+    from email import message_from_bytes, policy
+
+    msg = message_from_bytes(raw, policy=policy.default)
+    parts = [f"{k}: {v}" for k, v in msg.items()]
+    parts += [p.get_content() for p in msg.walk() if p.get_content_maintype() == "text"]
+    return "\n".join(parts).lower()
+
+
+def test_a_test_send_carries_customer_data_only_for_readers(
+    data_persona, sentinel_world, sink_relay
+):
+    name, persona = data_persona
+    r = _test_send(persona, sentinel_world, customer=str(sentinel_world["customer"]))
+    if persona is None:
+        assert r.status_code == 302 and r["Location"].startswith("/accounts/login/")
+    elif not persona.has_right("mails"):
+        assert r.status_code == 403
+    elif not _reads(persona):
+        assert r.status_code == 403
+        assert r.context["message"] == _denial([READ])
+    else:
+        assert r.status_code == 302
+        sink_relay.wait_for(1)
+        assert SENTINEL in _message_text(sink_relay.handler.messages[-1][2])
+    before = len(sink_relay.handler.messages)
+    # Without a customer: a reader's test uses the first customer, anyone else's sample data.
+    r = _test_send(persona, sentinel_world)
+    if persona is not None and persona.has_right("mails"):
+        assert r.status_code == 302
+        sink_relay.wait_for(before + 1)
+        sent = sink_relay.handler.messages[before:]
+        assert len(sent) == 1, name
+        body = _message_text(sent[0][2])
+        assert (SENTINEL in body) == _reads(persona), name
+        if not _reads(persona):
+            assert "[name]" in body and "sample@example.com" in body
+    else:
+        assert len(sink_relay.handler.messages) == before
