@@ -392,13 +392,22 @@ def data_persona(request, db) -> tuple[str, Operator | None]:
 
 @pytest.fixture
 def sentinel_world(data_persona, media) -> dict[str, int]:
+    return _plant(data_persona[1], media)
+
+
+@pytest.fixture
+def planted(owner, media) -> dict[str, int]:
+    """The sentinel world once, for the tests of one persona each."""
+    return _plant(owner, media)
+
+
+def _plant(persona: Operator | None, media: Path) -> dict[str, int]:
     from okuru.capture.models import CapturedMessage
     from okuru.mailings import testing
     from okuru.mailings.models import Recipient, TrackedLink
     from okuru.mailings.sending import refresh_counts
     from okuru.tracking import recording
 
-    _name, persona = data_persona
     design.add_field("name", "Name", "text")
     for address in SENTINEL_EMAILS:
         Customer.objects.create(email=address, data={"name": SENTINEL_NAME})
@@ -638,3 +647,66 @@ def test_a_test_send_carries_customer_data_only_for_readers(
             assert "[name]" in body and "sample@example.com" in body
     else:
         assert len(sink_relay.handler.messages) == before
+
+
+def test_a_preview_without_customers_read_says_it_uses_sample_data(planted):
+    mailer = client_for(make_operator("mailer", ["mails"]))
+    r = mailer.get(f"/mails/{planted['mail']}/preview/")
+    page = r.content.decode()
+    assert r.status_code == 200
+    assert "This preview uses sample data" in page
+    assert "Hello [Name]" in page and "sample@example.com" in page
+    assert 'name="customer"' not in page  # no "preview as this customer" form
+    detail = mailer.get(f"/mails/{planted['mail']}/").content.decode()
+    assert "The test uses sample data" in detail
+
+
+def test_naming_a_customer_is_refused_before_the_customer_is_looked_up(planted):
+    mailer = client_for(make_operator("mailer", ["mails"]))
+    # An unknown Customer ID gets the same 403 as a known one: nothing tells which IDs exist.
+    for customer in (str(planted["customer"]), "999999", "x"):
+        r = mailer.get(f"/mails/{planted['mail']}/preview/?customer={customer}")
+        assert r.status_code == 403
+        assert r.context["message"] == _denial([READ])
+
+
+def test_another_operators_import_errors_need_customers_read(planted):
+    admin = make_operator("admin", [ADMIN])
+    job = planted["import_job"]
+    page = client_for(admin).get(f"/accounts/jobs/{job}/").content.decode().lower()
+    assert SENTINEL not in page
+    assert client_for(admin).get(f"/accounts/jobs/{job}/?format=json").json()["result"] == {
+        "inserted": 0
+    }
+    assert _api_client(admin).get(f"/api/jobs/{job}").json()["result"] == {"inserted": 0}
+    importer = Operator.objects.get(username="importer")
+    own = _api_client(importer).get(f"/api/jobs/{job}").json()["result"]
+    assert SENTINEL in own["errors"][0][2]
+
+
+def test_the_api_drops_addresses_and_replies_without_customers_read(planted):
+    analyst = make_operator("analyst", ["reports"])
+    r = _api_client(analyst).get(f"/api/deliveries/{planted['delivery']}/recipients/all")
+    items = r.json()["items"]
+    assert len(items) == 2
+    assert {"address", "smtp_reply"}.isdisjoint(items[0])
+    assert {"customer_id", "status", "error_kind", "open_count"} <= set(items[0])
+
+
+def test_a_count_export_without_customers_read_holds_customer_ids_only(planted):
+    exporter = client_for(make_operator("exporter", ["reports", "export_data"]))
+    base = f"/mails/deliveries/{planted['delivery']}/recipients/all/export/"
+    r = exporter.get(base)
+    assert r.status_code == 200
+    lines = _text(r).splitlines()
+    assert lines[0].lstrip("\ufeff") == "customer id" and len(lines) == 3
+    r = exporter.get(base + "?fields=customer_id&fields=name")
+    assert r.status_code == 403
+    assert r.context["message"] == _denial([READ])
+
+
+def test_every_right_says_what_customer_data_it_shows():
+    from okuru.accounts.access import CUSTOMER_DATA_BY_RIGHT
+    from okuru.accounts.models import RIGHTS
+
+    assert [code for code, _text in CUSTOMER_DATA_BY_RIGHT] == [code for code, _l in RIGHTS]
