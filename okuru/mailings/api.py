@@ -4,7 +4,9 @@ CSV exports), and the SMTP relays (``sending`` right; the password is write-only
 the project API in ``okuru.api.main``.
 
 Rights are the UI's: ``mails`` to compose, ``sending`` to send and change a delivery's state,
-``reports`` for results, plus ``export_data`` for CSV exports. Writes go through the named
+``reports`` for results, plus ``export_data`` for CSV exports; customer data (a recipient's
+address and SMTP reply, exported fields) also needs ``customers_read``
+(``okuru.accounts.access``). Writes go through the named
 actions in ``okuru.mailings.actions`` (which write the operation log), exports are logged here.
 """
 

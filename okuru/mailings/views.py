@@ -3,11 +3,14 @@
 * Mails (right ``mails``): list, create and edit (sender settings, content, tracking, targeting
   with the customers filter builder plus "narrow further" delivery history conditions, or a
   spot delivery's view + customer set), preview as a customer, test send, preview counts.
+  Previews and test sends show a customer's data only to operators who may see it
+  (``okuru.accounts.access``); anyone else gets the sample customer, and is told so.
 * Sending (right ``sending``): send now, reserve (配信予約), cancel, pause, resume, stop, and the
   decision on "unknown" ledger rows; the SMTP relays (list, create, edit, default, test,
   delete — ``okuru.mailings.relays``).
 * Delivery results, 配信実績 (right ``reports``): the list, a delivery's report with its chart,
-  each count's recipients; exports also need ``export_data``.
+  each count's recipients; exports also need ``export_data``. Addresses, relay replies and
+  exported fields are customer data: they also need Customers: read.
 
 Every state change goes through ``okuru.mailings.actions`` (which writes the operation log);
 test sends and exports are logged here.
