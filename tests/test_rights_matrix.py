@@ -412,7 +412,7 @@ def _plant(persona: Operator | None, media: Path) -> dict[str, int]:
     for address in SENTINEL_EMAILS:
         Customer.objects.create(email=address, data={"name": SENTINEL_NAME})
     first = Customer.objects.order_by("id").first()
-    testing.make_relay(testing.free_port())
+    relay = testing.make_relay(testing.free_port())
     mail = testing.make_mail(
         name="Spring sale",
         filter={"match": "all", "conditions": []},
@@ -466,11 +466,11 @@ def _plant(persona: Operator | None, media: Path) -> dict[str, int]:
         "message": message.pk,
         "export_job": export_job.pk,
         "import_job": import_job.pk,
-        "notice": notice.pk if notice else 1,
+        "notice": notice.pk if notice else 0,
         "token": token.pk,
         "other": other.pk,
         "group": Group.objects.get(name="importer-group").pk,
-        "relay": mail.relay_id or 1,
+        "relay": relay.pk,
         "view": View.objects.create(name="All", fields=["customer_id", "email"]).pk,
         "topic": Topic.objects.create(key="news", name="News").pk,
         "setting": ExportSetting.objects.create(name="Mine", fields=["customer_id"]).pk,
