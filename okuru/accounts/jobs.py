@@ -21,6 +21,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from okuru.accounts import audit
+from okuru.accounts.access import sees_customer_data
 from okuru.accounts.models import Job, Notification, Operator
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,16 @@ def kind_label(kind: str) -> str:
     """The translated name of a job kind ("Import", "Export"...)."""
     label = KIND_LABELS.get(kind)
     return str(label()) if label else kind
+
+
+def result_for(job: Job, user: Operator) -> dict[str, Any]:
+    """The job's result as ``user`` may see it. An import's row errors repeat values of its
+    file: customer data for anyone but the operator who imported it (an operators admin reads
+    everyone's jobs, and sees those rows only with Customers: read)."""
+    result = job.result or {}
+    if "errors" not in result or job.operator_id == user.pk or sees_customer_data(user):
+        return result
+    return {k: v for k, v in result.items() if k != "errors"}
 
 
 def describe(job: Job) -> str:

@@ -4,7 +4,9 @@ CSV exports), and the SMTP relays (``sending`` right; the password is write-only
 the project API in ``okuru.api.main``.
 
 Rights are the UI's: ``mails`` to compose, ``sending`` to send and change a delivery's state,
-``reports`` for results, plus ``export_data`` for CSV exports. Writes go through the named
+``reports`` for results, plus ``export_data`` for CSV exports; customer data (a recipient's
+address and SMTP reply, exported fields) also needs ``customers_read``
+(``okuru.accounts.access``). Writes go through the named
 actions in ``okuru.mailings.actions`` (which write the operation log), exports are logged here.
 """
 
@@ -388,32 +390,34 @@ def _count(delivery: Delivery, count: str) -> None:
 )
 def count_recipients(request: HttpRequest, delivery_id: int, count: str, params: Query[PageParams]):
     """``count``: all, sent, errors, error:<kind>, unknown, opened, not_opened, clicked,
-    not_clicked, clicked:<link id>. Ledger rows in order; page on with ``after``."""
+    not_clicked, clicked:<link id>. Ledger rows in order; page on with ``after``. ``address``
+    and ``smtp_reply`` are customer data: only a caller with customers read gets them."""
     delivery = _get_delivery(delivery_id)
     _count(delivery, count)
     limit = _limit(params.limit)
     qs = reports.recipients(delivery, count).order_by("id")
     if params.after is not None:
         qs = qs.filter(id__gt=params.after)
-    rows = list(
-        qs.values(
-            "id",
-            "customer_id",
-            "address",
-            "status",
-            "error_kind",
-            "smtp_reply",
-            "sent_at",
-            "first_open_at",
-            "open_count",
-            "first_click_at",
-            "click_count",
-        )[: limit + 1]
-    )
+    rows = list(qs.values(*reports.recipient_columns(request.user, RECIPIENT_COLUMNS))[: limit + 1])
     return {
         "items": rows[:limit],
         "next_after": rows[limit - 1]["id"] if len(rows) > limit else None,
     }
+
+
+RECIPIENT_COLUMNS = (
+    "id",
+    "customer_id",
+    "address",
+    "status",
+    "error_kind",
+    "smtp_reply",
+    "sent_at",
+    "first_open_at",
+    "open_count",
+    "first_click_at",
+    "click_count",
+)
 
 
 def _csv(chunks: Any, name: str, encoding: str) -> StreamingHttpResponse:
@@ -431,9 +435,11 @@ def _csv(chunks: Any, name: str, encoding: str) -> StreamingHttpResponse:
 )
 def export_count(request: HttpRequest, delivery_id: int, count: str, params: Query[ExportParams]):
     """Customer ID plus ``fields`` (keys), streamed; importable with mode "update" keyed on
-    Customer ID. ``encoding``: utf-8-sig or cp932."""
+    Customer ID. ``encoding``: utf-8-sig or cp932. ``fields`` other than ``customer_id`` need
+    customers read as well."""
     delivery = _get_delivery(delivery_id)
     _count(delivery, count)
+    reports.check_export_fields(request.user, params.fields)
     try:
         chunks = reports.iter_recipient_export(delivery, count, params.fields, params.encoding)
     except reports.ReportError as e:

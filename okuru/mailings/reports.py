@@ -56,6 +56,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 
 from okuru.accounts import audit
+from okuru.accounts.access import check_customer_data, sees_customer_data
 from okuru.customers import exporter, filters, sql
 from okuru.customers.filters import FilterError
 from okuru.lib import csvio
@@ -165,6 +166,26 @@ def count_condition(delivery: Delivery, count: str) -> Q:
 
 def recipients(delivery: Delivery, count: str) -> QuerySet[Recipient]:
     return Recipient.objects.filter(count_condition(delivery, count), delivery=delivery)
+
+
+# What a ledger row holds of the customer's data: the address it went to, and what repeats it
+# (relays name the address in their replies; a note may quote it). Shown only to operators who
+# may see customer data (``okuru.accounts.access``); the rest of a row is about the delivery.
+RECIPIENT_CUSTOMER_DATA = ("address", "smtp_reply", "note")
+
+
+def recipient_columns(user: Any, columns: tuple[str, ...]) -> tuple[str, ...]:
+    """``columns`` of a ledger row that ``user`` may see."""
+    if sees_customer_data(user):
+        return columns
+    return tuple(c for c in columns if c not in RECIPIENT_CUSTOMER_DATA)
+
+
+def check_export_fields(user: Any, fields: list[str]) -> None:
+    """A count's export is Customer IDs for anyone with the rights to export it; any other
+    field is customer data (403 naming Customers: read)."""
+    if any(f != "customer_id" for f in fields):
+        check_customer_data(user)
 
 
 def count_label(delivery: Delivery, count: str) -> str:
