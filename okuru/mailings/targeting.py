@@ -25,6 +25,10 @@ Behaviour-history conditions plug into the customers filter engine as kind
 
 Only deliveries started within the last 3 months are accepted as a source. Negative events
 mean "was sent and did not …": not opened = sent and never opened.
+
+A re-delivery's mail has an ``audience`` (``audiences.py``): stage 1 is then its filter AND
+"is in the audience of the source delivery"; audience members whose customer was deleted count
+as ``deleted``.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from django.utils.translation import gettext as _
 from okuru.customers import filters, sql
 from okuru.customers.fields import FieldSpec, catalogue
 from okuru.customers.filters import FilterError
+from okuru.mailings import audiences
 
 CUSTOMERS = sql.TABLE
 LEDGER = "mailings_recipient"
@@ -180,11 +185,21 @@ def snapshot(mail: Any) -> dict[str, Any]:
         "error_threshold": mail.error_threshold,
         "address_field": mail.address_field,
         "topic_key": mail.topic.key if mail.topic_id else "",
+        "audience": getattr(mail, "audience", None) or {},
     }
 
 
 def matched_where(targeting: dict[str, Any], specs: dict[str, FieldSpec]) -> tuple[str, list]:
     """WHERE clause over the customers table for stage 1."""
+    where, params = _target_where(targeting, specs)
+    if not targeting.get("audience"):
+        return where, params
+    source_deliveries({"delivery": targeting["audience"].get("delivery")})  # the 3-month rule
+    audience, aparams = audiences.ledger_sql(targeting["audience"], source_cutoff())
+    return f'({where}) AND "{CUSTOMERS}"."id" IN ({audience})', params + aparams
+
+
+def _target_where(targeting: dict[str, Any], specs: dict[str, FieldSpec]) -> tuple[str, list]:
     from okuru.customers.models import View
 
     if targeting.get("recipient_list_id"):
@@ -285,6 +300,15 @@ def final_sql(targeting: dict[str, Any], specs: dict[str, FieldSpec]) -> tuple[s
 
 
 def _list_deleted(targeting: dict[str, Any]) -> int:
+    if targeting.get("audience"):
+        audience, params = audiences.ledger_sql(targeting["audience"], source_cutoff())
+        with connection.cursor() as cur:
+            cur.execute(
+                f"SELECT COUNT(*) FROM ({audience}) a WHERE NOT EXISTS "
+                f"(SELECT 1 FROM {CUSTOMERS} c WHERE c.id = a.customer_id)",
+                params,
+            )
+            return cur.fetchone()[0]
     if not targeting.get("recipient_list_id"):
         return 0
     with connection.cursor() as cur:
@@ -307,10 +331,16 @@ def counts(targeting: dict[str, Any], specs: dict[str, FieldSpec] | None = None)
     with connection.cursor() as cur:
         cur.execute(f"SELECT reason, COUNT(*) FROM ({eligible}) el GROUP BY reason", params)
         by_reason = dict(cur.fetchall())
-        final, fparams = final_sql(targeting, specs)
-        cur.execute(f"SELECT COUNT(*) FROM ({final}) f", fparams)
-        final_count = cur.fetchone()[0]
+        final_count = None
+        # With "one message per record" the final set is the eligible rows themselves: a
+        # second pass over them would only double the time of the preview.
+        if targeting.get("duplicate_rule") == "newest":
+            final, fparams = final_sql(targeting, specs)
+            cur.execute(f"SELECT COUNT(*) FROM ({final}) f", fparams)
+            final_count = cur.fetchone()[0]
     after_exclusions = by_reason.pop(None, 0)
+    if final_count is None:
+        final_count = after_exclusions
     matched = after_exclusions + sum(by_reason.values()) + excluded["deleted"]
     excluded.update(by_reason)
     excluded["duplicate"] = after_exclusions - final_count
