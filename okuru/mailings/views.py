@@ -37,7 +37,17 @@ from okuru.customers.filters import FilterError
 from okuru.customers.models import Customer
 from okuru.customers.views import builder_context, picker_fields
 from okuru.lib import signing, smtp
-from okuru.mailings import actions, forms, relays, rendering, reports, targeting
+from okuru.mailings import (
+    actions,
+    audiences,
+    forms,
+    redelivery,
+    redelivery_views,
+    relays,
+    rendering,
+    reports,
+    targeting,
+)
 from okuru.mailings.messages import MessageBuilder
 from okuru.mailings.models import Delivery, Exclusion, Mail, Relay, TrackedLink
 
@@ -89,11 +99,16 @@ def _form_page(request: HttpRequest, mail: Mail) -> HttpResponse:
     cset_conds = (mail.customer_set or {}).get("conditions", [])
     cset = forms.history_formset("cs", data if spot else None, cset_conds)
     rows_valid = (cset if spot else history).is_valid()
-    if data is not None and form.is_valid() and rows_valid:
+    # The planned re-delivery is on the page only for operators who may send.
+    can_plan = _can(request, "sending")
+    plan = redelivery_views.PlanForm.for_mail(data if can_plan else None, mail)
+    if data is not None and form.is_valid() and rows_valid and (not can_plan or plan.is_valid()):
         created = mail.pk is None
         built = form.build(forms.conditions_of(history), forms.conditions_of(cset))
         try:
             actions.save_mail(built, request)
+            if can_plan:
+                plan.save_for_mail(built, request)
         except ValidationError as e:
             forms.apply_errors(form, e)
         else:
@@ -110,6 +125,7 @@ def _form_page(request: HttpRequest, mail: Mail) -> HttpResponse:
         "cset": cset,
         "locked": actions.is_locked(mail),
         "kind": form["kind"].value() or mail.kind,
+        "plan_form": plan if can_plan else None,
     }
     ctx.update(builder_context(catalogue(), form["filter"].value()))
     status = 400 if data is not None else 200
@@ -143,6 +159,10 @@ def mail_detail(request: HttpRequest, mail_id: int) -> HttpResponse:
         "preview_form": forms.PreviewForm(),
         "can_send": _can(request, "sending"),
         "can_report": _can(request, "reports"),
+        "lineage_source": mail.resend_of_delivery,
+        "audience_label": audiences.mail_label(mail) if mail.audience else "",
+        "mail_plan": redelivery.mail_plan(mail),
+        "cutoff": targeting.source_cutoff(),
     }
     return render(request, "mailings/detail.html", ctx)
 
@@ -426,6 +446,7 @@ def delivery_report(request: HttpRequest, delivery_id: int) -> HttpResponse:
         "can_export": _can(request, "export_data"),
         "excluded": _exclusion_rows(summary),
     }
+    ctx.update(redelivery_views.report_context(request, delivery))
     return render(request, "mailings/report.html", ctx)
 
 
