@@ -191,15 +191,6 @@ def snapshot(mail: Any) -> dict[str, Any]:
 
 def matched_where(targeting: dict[str, Any], specs: dict[str, FieldSpec]) -> tuple[str, list]:
     """WHERE clause over the customers table for stage 1."""
-    where, params = _target_where(targeting, specs)
-    if not targeting.get("audience"):
-        return where, params
-    source_deliveries({"delivery": targeting["audience"].get("delivery")})  # the 3-month rule
-    audience, aparams = audiences.ledger_sql(targeting["audience"], source_cutoff())
-    return f'({where}) AND "{CUSTOMERS}"."id" IN ({audience})', params + aparams
-
-
-def _target_where(targeting: dict[str, Any], specs: dict[str, FieldSpec]) -> tuple[str, list]:
     from okuru.customers.models import View
 
     if targeting.get("recipient_list_id"):
@@ -276,11 +267,32 @@ def eligible_sql(targeting: dict[str, Any], specs: dict[str, FieldSpec]) -> tupl
     where, wparams = matched_where(targeting, specs)
     reason, rparams = reason_sql(targeting)
     addr, _errors = _address_columns(targeting)
+    if targeting.get("audience"):
+        return _audience_eligible_sql(targeting, where, wparams, reason, rparams, addr)
     return (
         f'SELECT "{CUSTOMERS}"."id" AS id, {addr} AS address, '
         f'"{CUSTOMERS}"."updated_at" AS updated_at, {reason} AS reason '
         f"FROM {CUSTOMERS} WHERE {where}",
         rparams + wparams,
+    )
+
+
+def _audience_eligible_sql(
+    targeting: dict[str, Any], where: str, wparams: list, reason: str, rparams: list, addr: str
+) -> tuple[str, list]:
+    """Stage 1 + 2 of a re-delivery: driven from the source's ledger rows in the audience,
+    each joined to its customer by primary key. Why from the ledger: one pass over the
+    source's rows (a single index range) gives both the customers and the audience members
+    deleted since (no customer row: reason ``deleted``), where a semi-join from the customers
+    side would need a second pass over the ledger to count the deleted."""
+    source_deliveries({"delivery": targeting["audience"].get("delivery")})  # the 3-month rule
+    audience, aparams = audiences.ledger_sql(targeting["audience"], source_cutoff())
+    return (
+        f'SELECT "{CUSTOMERS}"."id" AS id, {addr} AS address, '
+        f'"{CUSTOMERS}"."updated_at" AS updated_at, CASE WHEN "{CUSTOMERS}"."id" IS NULL '
+        f"THEN 'deleted' ELSE {reason} END AS reason FROM ({audience}) a LEFT JOIN {CUSTOMERS} "
+        f'ON "{CUSTOMERS}"."id" = a.customer_id WHERE "{CUSTOMERS}"."id" IS NULL OR ({where})',
+        rparams + aparams + wparams,
     )
 
 
@@ -300,15 +312,6 @@ def final_sql(targeting: dict[str, Any], specs: dict[str, FieldSpec]) -> tuple[s
 
 
 def _list_deleted(targeting: dict[str, Any]) -> int:
-    if targeting.get("audience"):
-        audience, params = audiences.ledger_sql(targeting["audience"], source_cutoff())
-        with connection.cursor() as cur:
-            cur.execute(
-                f"SELECT COUNT(*) FROM ({audience}) a WHERE NOT EXISTS "
-                f"(SELECT 1 FROM {CUSTOMERS} c WHERE c.id = a.customer_id)",
-                params,
-            )
-            return cur.fetchone()[0]
     if not targeting.get("recipient_list_id"):
         return 0
     with connection.cursor() as cur:
