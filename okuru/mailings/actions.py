@@ -36,7 +36,7 @@ from okuru.accounts import audit
 from okuru.customers.fields import catalogue
 from okuru.customers.filters import FilterError
 from okuru.mailings import extraction, rendering, targeting
-from okuru.mailings.models import Delivery, Mail, Recipient, TrackedLink
+from okuru.mailings.models import Delivery, Mail, PlannedRedelivery, Recipient, TrackedLink
 
 Actor = Any  # HttpRequest | Operator | None, as okuru.accounts.audit.log takes it
 S = Delivery.Status
@@ -219,6 +219,7 @@ def reserve(delivery: Delivery, actor: Actor, when: datetime | None = None) -> D
             targeting=targeting.snapshot(mail),
             relay=relay,
         )
+        PlannedRedelivery.copy_mail_plans(delivery)
         audit.log(
             actor,
             "delivery.reserve",

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from okuru.mailings import extraction_views, views
+from okuru.mailings import extraction_views, redelivery_views, views
 
 app_name = "mailings"
 urlpatterns = [
@@ -36,6 +36,16 @@ urlpatterns = [
     path("deliveries/", views.delivery_list, name="deliveries"),
     path("deliveries/<int:delivery_id>/", views.delivery_report, name="report"),
     path("deliveries/<int:delivery_id>/unknown/", views.delivery_unknown, name="unknown"),
+    # Before delivery_action, whose <str:action> would take these.
+    path("deliveries/<int:delivery_id>/resend/", redelivery_views.resend, name="resend"),
+    path("deliveries/<int:delivery_id>/redeliver/", redelivery_views.redeliver, name="redeliver"),
+    path(
+        "deliveries/<int:delivery_id>/redeliver/counts/",
+        redelivery_views.redeliver_counts,
+        name="redeliver_counts",
+    ),
+    path("deliveries/<int:delivery_id>/plans/", redelivery_views.plan_create, name="plan"),
+    path("plans/<int:plan_id>/cancel/", redelivery_views.plan_cancel, name="plan_cancel"),
     path(
         "deliveries/<int:delivery_id>/<str:action>/",
         views.delivery_action,

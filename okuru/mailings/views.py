@@ -44,7 +44,17 @@ from okuru.customers.filters import FilterError
 from okuru.customers.models import Customer
 from okuru.customers.views import builder_context, picker_fields
 from okuru.lib import signing, smtp
-from okuru.mailings import actions, forms, relays, rendering, reports, targeting
+from okuru.mailings import (
+    actions,
+    audiences,
+    forms,
+    redelivery,
+    redelivery_views,
+    relays,
+    rendering,
+    reports,
+    targeting,
+)
 from okuru.mailings.messages import MessageBuilder
 from okuru.mailings.models import Delivery, Exclusion, Mail, Relay, TrackedLink
 
@@ -100,11 +110,16 @@ def _form_page(request: HttpRequest, mail: Mail, extra: dict | None = None) -> H
     if locked:  # shown read-only with the reason, rather than refused after saving
         forms.lock_targeting(form, history, cset)
     rows_valid = (cset if spot else history).is_valid()
-    if data is not None and form.is_valid() and rows_valid:
+    # The planned re-delivery is on the page only for operators who may send.
+    can_plan = _can(request, "sending")
+    plan = redelivery_views.PlanForm.for_mail(data if can_plan else None, mail)
+    if data is not None and form.is_valid() and rows_valid and (not can_plan or plan.is_valid()):
         created = mail.pk is None
         built = form.build(forms.conditions_of(history), forms.conditions_of(cset))
         try:
             actions.save_mail(built, request)
+            if can_plan:
+                plan.save_for_mail(built, request)
         except ValidationError as e:
             forms.apply_errors(form, e)
         else:
@@ -122,6 +137,7 @@ def _form_page(request: HttpRequest, mail: Mail, extra: dict | None = None) -> H
         "locked": locked,
         "kind": form["kind"].value() or mail.kind,
         **(extra or {}),
+        "plan_form": plan if can_plan else None,
     }
     ctx.update(builder_context(catalogue(), form["filter"].value()))
     status = 400 if data is not None else 200
@@ -156,6 +172,10 @@ def mail_detail(request: HttpRequest, mail_id: int) -> HttpResponse:
         "sample_only": not sees_customer_data(request.user),
         "can_send": _can(request, "sending"),
         "can_report": _can(request, "reports"),
+        "lineage_source": mail.resend_of_delivery,
+        "audience_label": audiences.mail_label(mail) if mail.audience else "",
+        "mail_plan": redelivery.mail_plan(mail),
+        "cutoff": targeting.source_cutoff(),
     }
     return render(request, "mailings/detail.html", ctx)
 
@@ -498,6 +518,7 @@ def delivery_report(request: HttpRequest, delivery_id: int) -> HttpResponse:
         "can_export": _can(request, "export_data"),
         "excluded": _exclusion_rows(summary),
     }
+    ctx.update(redelivery_views.report_context(request, delivery))
     return render(request, "mailings/report.html", ctx)
 
 
