@@ -412,7 +412,10 @@ def send_test_message(
                 _("Not a valid e-mail address: %(address)s") % {"address": a}
             ) from None
     rendering.validate_templates(mail)
-    rendered = preview_message(mail, customer)
+    try:
+        rendered = preview_message(mail, customer)
+    except rendering.RenderError as e:
+        raise ValidationError(e.message) from None
     builder = MessageBuilder(0, content_snapshot(mail))
     from okuru.lib import signing
     from okuru.mailings.sending import relay_problem
