@@ -452,21 +452,42 @@ FORBIDDEN_NODES = (
 )
 
 
-def _depth(ast: nodes.Node) -> tuple[int, int]:
-    """The deepest nesting in ``ast`` and its line, walked without recursion."""
-    deepest, line = 0, 1
+def _depth(ast: nodes.Node) -> int | None:
+    """The first line where ``ast`` nests deeper than ``MAX_DEPTH`` (None: it does not),
+    walked without recursion."""
+    over: int | None = None
     stack = [(ast, 1)]
     while stack:
         node, depth = stack.pop()
-        if depth > deepest:
-            deepest, line = depth, getattr(node, "lineno", line) or line
+        if depth > MAX_DEPTH:
+            line = getattr(node, "lineno", None) or 1
+            over = line if over is None else min(over, line)
+            continue
         stack.extend((child, depth + 1) for child in node.iter_child_nodes())
-    return deepest, line
+    return over
+
+
+def _bracket_depth(env: Sandbox, source: str) -> int | None:
+    """The first line where brackets nest deeper than ``MAX_DEPTH`` (None: they do not).
+    Brackets leave no node in the syntax tree, but Jinja's parser recurses on each: checked on
+    the tokens, so the limit does not depend on how deep the caller's stack already is."""
+    depth = 0
+    for line, kind, value in env.lex(source):
+        if kind == "operator" and value in "([{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return line
+        elif kind == "operator" and value in ")]}":
+            depth -= 1
+    return None
 
 
 def parse_part(part: str, source: str) -> nodes.Template:
     env = environment(part == "html_body")
     try:
+        line = _bracket_depth(env, source)
+        if line is not None:
+            raise _too_deep(part, line)
         ast = env.parse(source)
     except TemplateSyntaxError as e:
         raise ValidationError(
@@ -477,8 +498,8 @@ def parse_part(part: str, source: str) -> nodes.Template:
         ) from None
     except (RecursionError, MemoryError):
         raise _too_deep(part, None) from None
-    depth, line = _depth(ast)
-    if depth > MAX_DEPTH:
+    line = _depth(ast)
+    if line is not None:
         raise _too_deep(part, line)
     for node in ast.find_all(FORBIDDEN_NODES):
         raise ValidationError(
