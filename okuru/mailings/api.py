@@ -125,8 +125,14 @@ class ExportParams(Schema):
 # Helpers
 
 
+# A mail's references are ``<name>_id`` in the API (the topic goes by its key).
+API_KEYS = {"relay": "relay_id", "view": "view_id", "recipient_list": "recipient_list_id"}
+
+
 def _validation(e: ValidationError) -> ApiError:
-    errors = e.message_dict if hasattr(e, "error_dict") else None
+    errors = None
+    if hasattr(e, "error_dict"):
+        errors = {API_KEYS.get(k, k): v for k, v in e.message_dict.items()}
     return ApiError(400, " ".join(e.messages), errors)
 
 
@@ -291,6 +297,10 @@ def send_mail(request: HttpRequest, mail_id: int, payload: SendIn):
     mail = _get_mail(mail_id)
     if payload.at is not None and payload.at.tzinfo is None:
         raise bad_request(_("at needs a time zone offset, like 2025-04-01T09:00:00+09:00."))
+    try:
+        actions.check_reservation_time(payload.at)
+    except ValidationError as e:
+        raise bad_request(" ".join(e.messages), {"at": e.messages}) from None
     try:
         actions.validate_targeting(mail)
         rendering.validate_templates(mail)
