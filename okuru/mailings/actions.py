@@ -414,6 +414,7 @@ def resolve_unknown(
                 status=Recipient.Status.QUEUED,
                 claim="",
                 next_attempt_at=None,
+                maybe_duplicate=True,
                 note=_("Sent again by an operator."),
             )
             if n and d.status == S.COMPLETED:

@@ -397,7 +397,8 @@ def _count(delivery: Delivery, count: str) -> None:
 )
 def count_recipients(request: HttpRequest, delivery_id: int, count: str, params: Query[PageParams]):
     """``count``: all, sent, errors, error:<kind>, unknown, opened, not_opened, clicked,
-    not_clicked, clicked:<link id>. Ledger rows in order; page on with ``after``."""
+    not_clicked, clicked:<link id>. Ledger rows in order; page on with ``after``.
+    ``maybe_duplicate``: the row was sent again after being unknown (two copies possible)."""
     delivery = _get_delivery(delivery_id)
     _count(delivery, count)
     limit = _limit(params.limit)
@@ -417,6 +418,7 @@ def count_recipients(request: HttpRequest, delivery_id: int, count: str, params:
             "open_count",
             "first_click_at",
             "click_count",
+            "maybe_duplicate",
         )[: limit + 1]
     )
     return {
