@@ -136,7 +136,10 @@ def validate_fields(mail: Mail) -> None:
     errors: dict[str, list[str]] = {}
     for f in mail._meta.concrete_fields:
         value = getattr(mail, f.attname)
-        if any(UNSTORABLE_RE.search(s) for s in _strings(value)):
+        if value is None and not f.null and not f.primary_key:
+            # clean_fields skips an empty value of a field that may be blank, None included
+            errors[f.name] = [f"{f.verbose_name}: {f.error_messages['null']}"]
+        elif any(UNSTORABLE_RE.search(s) for s in _strings(value)):
             errors[f.name] = [
                 _(
                     "The %(field)s contains a character that cannot be stored (NUL or an unpaired surrogate)."

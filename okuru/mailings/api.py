@@ -159,6 +159,8 @@ def _limit(limit: int) -> int:
 def _topic(key: str | None) -> Topic | None:
     if not key:
         return None
+    if actions.UNSTORABLE_RE.search(key):  # not a key, and a query with it would fail
+        raise bad_request(_("No newsletter topic with key %(key)s.") % {"key": ascii(key)})
     topic = Topic.objects.filter(key=key).first()
     if topic is None:
         raise bad_request(_("No newsletter topic with key %(key)s.") % {"key": key})
