@@ -127,8 +127,14 @@ class ExportParams(Schema):
 # Helpers
 
 
+# A mail's references are ``<name>_id`` in the API (the topic goes by its key).
+API_KEYS = {"relay": "relay_id", "view": "view_id", "recipient_list": "recipient_list_id"}
+
+
 def _validation(e: ValidationError) -> ApiError:
-    errors = e.message_dict if hasattr(e, "error_dict") else None
+    errors = None
+    if hasattr(e, "error_dict"):
+        errors = {API_KEYS.get(k, k): v for k, v in e.message_dict.items()}
     return ApiError(400, " ".join(e.messages), errors)
 
 
@@ -155,6 +161,8 @@ def _limit(limit: int) -> int:
 def _topic(key: str | None) -> Topic | None:
     if not key:
         return None
+    if actions.UNSTORABLE_RE.search(key):  # not a key, and a query with it would fail
+        raise bad_request(_("No newsletter topic with key %(key)s.") % {"key": ascii(key)})
     topic = Topic.objects.filter(key=key).first()
     if topic is None:
         raise bad_request(_("No newsletter topic with key %(key)s.") % {"key": key})
@@ -295,6 +303,10 @@ def send_mail(request: HttpRequest, mail_id: int, payload: SendIn):
     if payload.at is not None and payload.at.tzinfo is None:
         raise bad_request(_("at needs a time zone offset, like 2025-04-01T09:00:00+09:00."))
     try:
+        actions.check_reservation_time(payload.at)
+    except ValidationError as e:
+        raise bad_request(" ".join(e.messages), {"at": e.messages}) from None
+    try:
         actions.validate_targeting(mail)
         rendering.validate_templates(mail)
         delivery = actions.reserve(actions.create_delivery(mail, request), request, payload.at)
@@ -391,7 +403,8 @@ def _count(delivery: Delivery, count: str) -> None:
 def count_recipients(request: HttpRequest, delivery_id: int, count: str, params: Query[PageParams]):
     """``count``: all, sent, errors, error:<kind>, unknown, opened, not_opened, clicked,
     not_clicked, clicked:<link id>. Ledger rows in order; page on with ``after``. ``address``
-    and ``smtp_reply`` are customer data: only a caller with customers read gets them."""
+    and ``smtp_reply`` are customer data: only a caller with customers read gets them.
+    ``maybe_duplicate``: the row was sent again after being unknown (two copies possible)."""
     delivery = _get_delivery(delivery_id)
     _count(delivery, count)
     limit = _limit(params.limit)
@@ -417,6 +430,7 @@ RECIPIENT_COLUMNS = (
     "open_count",
     "first_click_at",
     "click_count",
+    "maybe_duplicate",
 )
 
 

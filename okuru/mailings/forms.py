@@ -20,7 +20,7 @@ from django.utils.translation import gettext_lazy
 from okuru.customers import filters
 from okuru.customers.forms import ENCODINGS_OUT, clean_filter
 from okuru.customers.models import Customer
-from okuru.mailings import targeting
+from okuru.mailings import actions, targeting
 from okuru.mailings.messages import BadAddress, check_address
 from okuru.mailings.models import Delivery, Mail, Relay, TrackedLink
 
@@ -418,8 +418,7 @@ class SendForm(forms.Form):
 
     def clean_when(self) -> Any:
         when = self.cleaned_data.get("when")
-        if when is not None and when <= timezone.now():
-            raise forms.ValidationError(_("Choose a time in the future for a reservation."))
+        actions.check_reservation_time(when)
         return when
 
 

@@ -58,7 +58,8 @@
     lease, so a dead worker's leased rows simply become due again. Rows left "sending" past
     the lease become "unknown" and are never resent without an operator saying so. Unexpected
     errors also park a row as "unknown", with ``note`` saying why — the operator resolves
-    unknown rows (send again or not).
+    unknown rows (send again or not). A row sent again keeps ``maybe_duplicate``: the
+    recipient may hold two copies.
 
     *Why "excluded" and "stopped" are statuses of their own* rather than "failed" with an empty
     error kind: "failed" is a delivery error (配信エラー). It counts in the report's errors, in
@@ -454,6 +455,11 @@ class Recipient(models.Model):
     open_count = models.PositiveIntegerField(default=0)
     first_click_at = models.DateTimeField(null=True, blank=True)
     click_count = models.PositiveIntegerField(default=0)
+    # Sent again after being "unknown" (an operator's decision): the recipient may hold two
+    # copies. Kept whatever happens to the row next, for the drill-down, the API and exports.
+    maybe_duplicate = models.BooleanField(
+        _("may have received two copies"), default=False, db_default=False
+    )
 
     class Meta:
         constraints = [

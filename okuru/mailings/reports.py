@@ -563,16 +563,23 @@ def _time(value: datetime | None) -> str:
 def iter_event_rows(delivery: Delivery) -> Iterator[list[Any]]:
     """One row per event, recipient by recipient in ledger order, each recipient's events in
     time order: (Customer ID, event, time). Events are ``sent``, ``open``,
-    ``click:<name or URL>`` and ``error:<kind>``. Memory holds one chunk of recipients."""
+    ``click:<name or URL>``, ``error:<kind>`` and ``maybe_duplicate`` (sent again after being
+    unknown: the recipient may hold two copies). Memory holds one chunk of recipients."""
     _current()
     after = 0
     while True:
         rows = list(
             Recipient.objects.filter(delivery=delivery, id__gt=after)
             .order_by("id")
-            .values("id", "customer_id", "status", "sent_at", "error_kind", "claimed_at")[
-                :EXPORT_CHUNK
-            ]
+            .values(
+                "id",
+                "customer_id",
+                "status",
+                "sent_at",
+                "error_kind",
+                "claimed_at",
+                "maybe_duplicate",
+            )[:EXPORT_CHUNK]
         )
         if not rows:
             return
@@ -599,6 +606,8 @@ def _recipient_events(
     items: list[tuple[datetime | None, str]] = []
     if r["status"] == Recipient.Status.SENT:
         items.append((r["sent_at"], "sent"))
+    if r["maybe_duplicate"]:  # sent again after "unknown": the first copy may have arrived
+        items.append((r["sent_at"] or r["claimed_at"], "maybe_duplicate"))
     if r["error_kind"]:
         items.append((bounced_at or r["sent_at"] or r["claimed_at"], f"error:{r['error_kind']}"))
     items.extend(events)

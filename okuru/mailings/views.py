@@ -365,6 +365,9 @@ def mail_test(request: HttpRequest, mail_id: int) -> HttpResponse:
     except ValidationError as e:
         messages.error(request, " ".join(e.messages))
         return redirect("mailings:detail", mail.pk)
+    except rendering.RenderError as e:  # fails, or goes over budget, with this customer's data
+        messages.error(request, e.message)
+        return redirect("mailings:detail", mail.pk)
     except smtp.RelayRejected as e:  # before ConnectionLost, of which it is a kind
         from okuru.mailings.sending import relay_problem
 
