@@ -2,11 +2,9 @@
 the menu item, the wizard (past deliveries → view → customer set → confirmation), the
 extraction job, "続行" into a spot delivery with the list as target, and the send over real
 SMTP (an aiosmtpd sink) reaching exactly the customers who did not open. Screenshots of the
-key steps go to docs/images/ for the user guide."""
+key steps go to docs/images/ for the user guide (OKURU_DOC_SCREENSHOTS=1)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -14,17 +12,14 @@ from playwright.sync_api import expect
 from okuru.customers.models import View
 from okuru.mailings import actions, sending, testing
 from okuru.mailings.models import Delivery, Extraction, Mail, Relay
-from tests.browser.conftest import log_in
+from tests.browser.conftest import doc_screenshot, log_in
 from tests.extraction_setup import ELIGIBLE, make_source
 
 pytestmark = pytest.mark.browser
 
-IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
-
 
 def shot(page, name: str) -> None:
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(IMAGES / f"route4-{name}.png"), full_page=True)
+    doc_screenshot(page, f"route4-{name}.png", full_page=True)
 
 
 @pytest.fixture

@@ -1,11 +1,9 @@
 """Routes 5 and 6 through the screens in Japanese, each ending with the mail at a real SMTP
 server (aiosmtpd): resend a delivery into a draft, narrow it and send it; re-deliver to the
 non-openers with a new subject, with live counts and the confirmation step for a repeat.
-Screenshots of the key steps go to docs/images/ for the user guide."""
+Screenshots of the key steps go to docs/images/ for the user guide (OKURU_DOC_SCREENSHOTS=1)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -13,10 +11,9 @@ from playwright.sync_api import expect
 from okuru.mailings import actions, sending, testing
 from okuru.mailings.models import Delivery, Mail, Recipient
 from okuru.tracking import recording
-from tests.browser.conftest import log_in
+from tests.browser.conftest import doc_screenshot, log_in
 
 pytestmark = pytest.mark.browser
-IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 DOMAIN = "flow.example"
 
 
@@ -46,8 +43,7 @@ def source(sink):
 
 
 def shot(page, name: str) -> None:
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(IMAGES / name), full_page=False)
+    doc_screenshot(page, name, full_page=False)
 
 
 def test_resend_and_redeliver_through_the_screens_in_japanese(
