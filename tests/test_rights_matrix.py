@@ -458,6 +458,14 @@ def _plant(persona: Operator | None, media: Path) -> dict[str, int]:
         else None
     )
     token = ApiToken.issue(persona or other, "mine")[0]
+    from okuru.mailings import redelivery
+    from tests.extraction_setup import ELIGIBLE, extract
+
+    view = View.objects.create(name="All", fields=["customer_id", *ELIGIBLE])
+    # Route 4's extraction of the delivery (its list holds the sentinel customers) and a planned
+    # re-delivery of it: their pages and API reads are walked too.
+    extracted = extract([delivery], view, operator=persona)
+    plan = redelivery.plan_redelivery(None, "not_opened", 3, source=delivery)
     return {
         "customer": first.pk,
         "mail": mail.pk,
@@ -471,7 +479,9 @@ def _plant(persona: Operator | None, media: Path) -> dict[str, int]:
         "other": other.pk,
         "group": Group.objects.get(name="importer-group").pk,
         "relay": relay.pk,
-        "view": View.objects.create(name="All", fields=["customer_id", "email"]).pk,
+        "view": view.pk,
+        "extraction": extracted.pk,
+        "plan": plan.pk,
         "topic": Topic.objects.create(key="news", name="News").pk,
         "setting": ExportSetting.objects.create(name="Mine", fields=["customer_id"]).pk,
     }
@@ -502,6 +512,8 @@ def _candidates(param: str, world: dict[str, int]) -> list[str]:
         "view_id": [world["view"]],
         "topic_id": [world["topic"]],
         "setting_id": [world["setting"]],
+        "extraction_id": [world["extraction"]],
+        "plan_id": [world["plan"]],
         "key": ["name"],
         "token": ["x"],  # tracking tokens: a recipient's own links, checked by signature
     }
