@@ -138,6 +138,11 @@ if os.getenv("PYTEST_VERSION"):
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGIN_MAX_FAILURES = envint("LOGIN_MAX_FAILURES", "5")
 LOGIN_LOCKOUT_MINUTES = envint("LOGIN_LOCKOUT_MINUTES", "15")
+# Per source address (IPv4 address or IPv6 /64), across user names: one address trying many
+# accounts is stopped even though no single account reaches its own limit.
+LOGIN_IP_MAX_FAILURES = envint("LOGIN_IP_MAX_FAILURES", "20")
+LOGIN_IP_WINDOW_MINUTES = envint("LOGIN_IP_WINDOW_MINUTES", "15")
+LOGIN_IP_LOCKOUT_MINUTES = envint("LOGIN_IP_LOCKOUT_MINUTES", "15")
 
 LANGUAGE_CODE = os.getenv("LANGUAGE_CODE", "ja")
 LANGUAGES = [("ja", _("Japanese")), ("en", _("English"))]
