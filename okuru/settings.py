@@ -132,6 +132,7 @@ AUTH_PASSWORD_VALIDATORS = [
     },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    {"NAME": "okuru.accounts.passwords.WeakPatternValidator"},
 ]
 if os.getenv("PYTEST_VERSION"):
     # Tests create and log in operators by the hundred; PBKDF2 costs ~0.4 s a hash here.

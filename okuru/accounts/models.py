@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth import password_validation
+from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models, transaction
 from django.db.models import Case, F, Q, QuerySet, Value, When
 from django.utils import timezone
@@ -138,10 +139,22 @@ class LoginSource(models.Model):
         )
 
 
+class OperatorManager(UserManager):
+    def create_superuser(self, username, email=None, password=None, **extra_fields):
+        # Django's ``createsuperuser`` lets a weak password through (a "bypass?" prompt, or
+        # DJANGO_SUPERUSER_PASSWORD unchecked): here every validator runs, without a way round.
+        if password is not None:
+            candidate = self.model(username=username, email=email or "", **extra_fields)
+            password_validation.validate_password(password, candidate)
+        return super().create_superuser(username, email, password, **extra_fields)
+
+
 class Operator(AbstractUser):
     failed_logins = models.PositiveIntegerField(default=0)
     locked_until = models.DateTimeField(null=True, blank=True)
     language = models.CharField(max_length=8, blank=True, default="")
+
+    objects = OperatorManager()
 
     class Meta:
         permissions = RIGHTS
