@@ -7,6 +7,7 @@ from django.shortcuts import render
 
 from okuru.accounts.access import require_right
 from okuru.capture.models import CapturedMessage, body_parts
+from okuru.lib import mailframe
 
 PAGE_SIZE = 50
 
@@ -38,6 +39,15 @@ def message_detail(request: HttpRequest, message_id: int) -> HttpResponse:
         "html": html,
     }
     return render(request, "capture/detail.html", ctx)
+
+
+@require_right("mails")
+def message_html(request: HttpRequest, message_id: int) -> HttpResponse:
+    """The HTML part alone, for the detail page's sandboxed frame."""
+    _text, html = body_parts(_get_message(message_id).parsed())
+    if not html:
+        raise Http404
+    return mailframe.mail_frame(html)
 
 
 @require_right("mails")
