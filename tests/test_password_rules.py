@@ -73,6 +73,11 @@ def refused(password: str, user) -> bool:
         ("\u3000" * 12, "The password cannot be only spaces."),
         ("x" * 12, "The password cannot be one character or a short sequence repeated."),
         ("abababababab", "The password cannot be one character or a short sequence repeated."),
+        # Case folding lengthens this unit to five characters: it is still a short one.
+        (
+            "\u0128\u0130\u0142\xdf" * 4,
+            "The password cannot be one character or a short sequence repeated.",
+        ),
         (
             "member2024!!",
             "The password cannot be your user name, e-mail address or name with only digits "

@@ -44,7 +44,10 @@ class WeakPatternValidator:
                 _("The password cannot be only spaces."), code="password_only_whitespace"
             )
         folded = visible.casefold()
-        if len(set(folded)) < MIN_DISTINCT or _is_repetition(folded):
+        # Both spellings: case folding can lengthen a unit ("ß" → "ss") past MAX_REPEATED_UNIT.
+        if min(len(set(visible)), len(set(folded))) < MIN_DISTINCT or any(
+            _is_repetition(text) for text in (visible, folded)
+        ):
             raise ValidationError(
                 _("The password cannot be one character or a short sequence repeated."),
                 code="password_repetitive",

@@ -106,12 +106,14 @@ def _attempt_login(request: HttpRequest, username: str, password: str) -> Operat
     if not source.allowed:
         audit.log(request, "login_refused_source", username)
         return _source_locked_message(source.locked_until)
-    if source.locked_until is not None:
-        audit.log(request, "source_locked", username)
     # A name no operator can have (too long, or with a NUL that PostgreSQL cannot compare) is
     # simply unknown.
     usable = len(username) <= MAX_USERNAME and "\x00" not in username
-    operator = Operator.objects.filter(username=username).only("pk").first() if usable else None
+    operator = (
+        Operator.objects.filter(username=username).only("pk", "username").first()
+        if usable
+        else None
+    )
     claim = Operator.claim_login_attempt(operator.pk) if operator else LoginClaim(allowed=True)
     if not claim.allowed:
         audit.log(request, "login_refused_locked", username, operator=operator)
@@ -124,6 +126,8 @@ def _attempt_login(request: HttpRequest, username: str, password: str) -> Operat
             LoginSource.release(ip, source)
         return user
     audit.log(request, "login_failed", username, operator=operator)
+    if source.locked_until is not None:
+        audit.log(request, "source_locked", username)
     if claim.locked_until is not None:
         audit.log(request, "account_locked", username, operator=operator)
         return _locked_message(claim.locked_until)
