@@ -137,11 +137,27 @@ def test_it_renders_the_html_part_in_a_sandboxed_frame(owner_client):
     r = owner_client.get(f"/capture/{message.pk}/")
     assert r.status_code == 200
     body = r.content.decode()
-    assert 'sandbox=""' in body
-    assert 'srcdoc="&lt;p&gt;Hi &lt;b&gt;there&lt;/b&gt;&lt;/p&gt;&lt;script&gt;' in body
+    assert f'sandbox="" referrerpolicy="no-referrer" src="/capture/{message.pk}/html/"' in body
     assert '<script>alert("x")</script>' not in body
     assert "Text version" in body
     assert "sender@example.com" in body
+
+    # The frame's document: the mail's own HTML, under a policy that runs no script.
+    frame = owner_client.get(f"/capture/{message.pk}/html/")
+    assert frame.status_code == 200
+    assert frame.content.decode().strip() == html
+    policy = frame.headers["Content-Security-Policy"]
+    assert policy.startswith("sandbox; default-src 'none';")
+    assert "script-src" not in policy
+    assert "frame-ancestors 'self'" in policy
+    assert frame.headers["X-Frame-Options"] == "SAMEORIGIN"
+
+
+def test_the_html_frame_needs_the_mails_right_and_an_html_part(owner_client, outsider_client):
+    message = capture("Frame", html="<p>Hi</p>")
+    assert outsider_client.get(f"/capture/{message.pk}/html/").status_code == 403
+    text_only = capture("Text only")
+    assert owner_client.get(f"/capture/{text_only.pk}/html/").status_code == 404
 
 
 def test_it_downloads_the_raw_message(owner_client):

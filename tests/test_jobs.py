@@ -203,11 +203,11 @@ def test_the_job_page_polls_until_finished(member, member_client):
     page = member_client.get(f"/accounts/jobs/{job.pk}/").content.decode()
     assert 'data-finished="0"' in page
     assert f"/accounts/jobs/{job.pk}/?format=json" in page
-    assert "setTimeout(tick, 1000)" in page
+    assert '<script src="/static/job.js" defer></script>' in page
     jobs.run(job.pk)
     page = member_client.get(f"/accounts/jobs/{job.pk}/").content.decode()
     assert 'data-finished="1"' in page
-    assert 'style="width: 100%"' in page
+    assert 'data-job-bar data-width="100"' in page
 
 
 def test_the_job_page_of_a_finished_export_links_the_file(member, member_client):

@@ -266,13 +266,20 @@ def test_preview_renders_for_a_chosen_customer_in_a_sandboxed_iframe(member_clie
     r = member_client.get(f"/mails/{mail.pk}/preview/?customer={customer.pk}")
     assert r.status_code == 200
     page = r.content.decode()
-    assert 'sandbox=""' in page
+    frame_url = f"/mails/{mail.pk}/preview/?customer={customer.pk}&amp;part=html"
+    assert f'sandbox="" referrerpolicy="no-referrer" title="HTML body" src="{frame_url}"' in page
     assert "<script>alert" not in page
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
     assert 'onerror="alert' not in page
-    assert f"Hi {customer.email}" in page
+    # The frame's document: the mail as this customer gets it, under a policy of its own that
+    # runs no script (and a sandbox, even when opened outside the frame).
+    frame = member_client.get(frame_url.replace("&amp;", "&"))
+    body = frame.content.decode()
+    assert f"Hi {customer.email}" in body
+    assert '<script>alert("x")</script>' in body
+    assert frame.headers["Content-Security-Policy"].startswith("sandbox; default-src 'none';")
+    assert "script-src" not in frame.headers["Content-Security-Policy"]
     # No tracking in a preview: the link is the mail's own, no pixel.
-    assert "/t/c/" not in page and "/t/o/" not in page
+    assert "/t/c/" not in body and "/t/o/" not in body
 
 
 def test_preview_of_an_unknown_customer_says_so(member_client, mail):

@@ -40,7 +40,25 @@ class GroupsField(forms.ModelMultipleChoiceField):
         )
 
 
-class OperatorForm(forms.ModelForm):
+class OwnColumnsForm(forms.ModelForm):
+    """Saves only the columns the form shows. The operator row may have changed since it was
+    read (a failed log-in counted, a lock set, a new password), and a full save would write
+    those stale values back: unlocking an account under attack, or undoing a password change."""
+
+    def save(self, commit: bool = True):
+        instance = super().save(commit=False)
+        if commit:
+            if instance._state.adding:
+                instance.save()
+            else:
+                shown = set(self._meta.fields)
+                columns = [f.name for f in instance._meta.concrete_fields if f.name in shown]
+                instance.save(update_fields=columns)
+            self.save_m2m()
+        return instance
+
+
+class OperatorForm(OwnColumnsForm):
     """Edit an operator (not the password). ``actor`` is the admin doing it."""
 
     groups = GroupsField()
@@ -101,7 +119,7 @@ class OperatorCreateForm(OperatorForm):
         return data
 
     def save(self, commit: bool = True) -> Operator:
-        operator = super().save(commit=False)
+        operator = forms.ModelForm.save(self, commit=False)
         operator.set_password(self.cleaned_data["password1"])
         if commit:
             operator.save()
@@ -109,7 +127,7 @@ class OperatorCreateForm(OperatorForm):
         return operator
 
 
-class ProfileForm(forms.ModelForm):
+class ProfileForm(OwnColumnsForm):
     language = forms.ChoiceField(
         choices=LANGUAGE_CHOICES, required=False, label=gettext_lazy("Language")
     )

@@ -4,12 +4,16 @@ long-job records and in-app notifications."""
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import secrets
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth import password_validation
+from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models, transaction
+from django.db.models import Case, F, Q, QuerySet, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -27,10 +31,130 @@ RIGHTS = [
 ]
 
 
+@dataclass(frozen=True)
+class LoginClaim:
+    """The outcome of counting one log-in attempt (see ``Operator.claim_login_attempt``)."""
+
+    allowed: bool
+    # Attempts counted in the current run, this one included (0 when refused).
+    count: int = 0
+    # Refused: until when. Allowed: set when this very attempt reached the limit and locked.
+    locked_until: datetime | None = None
+
+
+def _claim(
+    qs: QuerySet, *, limit: int, lockout: timedelta, restart: Q, stamp: str = ""
+) -> LoginClaim:
+    """Count an attempt on the one row of ``qs`` (fields ``failed_logins``, ``locked_until``)
+    unless it is locked; lock it when the count reaches ``limit``. ``restart``: when the count
+    starts again from this attempt (a lock ran out, a window passed); the field ``stamp`` then
+    takes the time.
+
+    One conditional UPDATE decides, so concurrent attempts on any number of processes each
+    see the others' counts and lock: none of them reads a count and writes it back.
+    """
+    now = timezone.now()
+    # Durable: the count must be committed before the password check that it admits.
+    changes = {
+        "failed_logins": Case(When(restart, then=1), default=F("failed_logins") + 1),
+        "locked_until": None,
+    }
+    if stamp:
+        changes[stamp] = Case(When(restart, then=Value(now)), default=F(stamp))
+    with transaction.atomic(durable=True):
+        counted = qs.filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now)).update(
+            **changes
+        )
+        if not counted:
+            locked_until = qs.values_list("locked_until", flat=True).first()
+            return LoginClaim(allowed=False, locked_until=locked_until or now)
+        # Our UPDATE holds the row (PostgreSQL) or the database (SQLite) until commit: what
+        # we read now is our own count, with no other attempt in between.
+        count = qs.values_list("failed_logins", flat=True).get()
+        locked_until = None
+        if count >= limit:
+            locked_until = now + lockout
+            qs.update(locked_until=locked_until)
+    return LoginClaim(allowed=True, count=count, locked_until=locked_until)
+
+
+def source_key(ip: str) -> str:
+    """What the per-source throttle counts by: the IPv4 address, or the IPv6 /64 (one
+    subscriber usually holds a whole /64, so counting single addresses would not bind)."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:  # not an address (a Unix socket's peer): count it as it is
+        return ip[:64]
+    if address.version == 6:
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+class LoginSource(models.Model):
+    """Failed log-ins per source address, across user names: one address guessing many
+    accounts is throttled even though no single account reaches its own limit. Kept in the
+    database, so every web process and worker thread sees the same counts."""
+
+    source = models.CharField(max_length=64, unique=True)
+    # Failed attempts since ``window_start`` (attempts are counted before the check, and an
+    # attempt that turns out right is taken off again).
+    failed_logins = models.PositiveIntegerField(default=0)
+    window_start = models.DateTimeField(default=timezone.now)
+    locked_until = models.DateTimeField(null=True, blank=True)
+
+    @classmethod
+    def claim(cls, ip: str) -> LoginClaim:
+        """Count an attempt from ``ip``: LOGIN_IP_MAX_FAILURES failures within
+        LOGIN_IP_WINDOW_MINUTES lock the source for LOGIN_IP_LOCKOUT_MINUTES."""
+        key = source_key(ip)
+        cls.objects.bulk_create([cls(source=key)], ignore_conflicts=True)
+        window = timedelta(minutes=settings.LOGIN_IP_WINDOW_MINUTES)
+        return _claim(
+            cls.objects.filter(source=key),
+            limit=settings.LOGIN_IP_MAX_FAILURES,
+            lockout=timedelta(minutes=settings.LOGIN_IP_LOCKOUT_MINUTES),
+            restart=Q(locked_until__isnull=False) | Q(window_start__lte=timezone.now() - window),
+            stamp="window_start",
+        )
+
+    @classmethod
+    def release(cls, ip: str, claim: LoginClaim) -> None:
+        """The attempt of ``claim`` was a successful log-in: it is no failure."""
+        qs = cls.objects.filter(source=source_key(ip), failed_logins__gt=0)
+        if claim.locked_until is not None:
+            qs.filter(locked_until=claim.locked_until).update(locked_until=None)
+        qs.update(failed_logins=F("failed_logins") - 1)
+
+    @classmethod
+    def prune(cls) -> int:
+        """Forget sources whose window and lock have both run out."""
+        now = timezone.now()
+        window = timedelta(minutes=settings.LOGIN_IP_WINDOW_MINUTES)
+        return (
+            cls.objects.filter(window_start__lte=now - window)
+            .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
+            .delete()[0]
+        )
+
+
+class OperatorManager(UserManager):
+    def create_superuser(self, username, email=None, password=None, **extra_fields):
+        # Django's ``createsuperuser`` lets a weak password through (a "bypass?" prompt, or
+        # DJANGO_SUPERUSER_PASSWORD unchecked): here every validator runs, without a way round.
+        if password is not None:
+            candidate = self.model(username=username, email=email or "", **extra_fields)
+            password_validation.validate_password(password, candidate)
+        return super().create_superuser(username, email, password, **extra_fields)
+
+
 class Operator(AbstractUser):
     failed_logins = models.PositiveIntegerField(default=0)
     locked_until = models.DateTimeField(null=True, blank=True)
     language = models.CharField(max_length=8, blank=True, default="")
+
+    objects = OperatorManager()
 
     class Meta:
         permissions = RIGHTS
@@ -42,26 +166,33 @@ class Operator(AbstractUser):
     def is_locked(self) -> bool:
         return self.locked_until is not None and self.locked_until > timezone.now()
 
-    def record_failed_login(self) -> bool:
-        """Count a failed log-in; at the limit, lock the account. True when this one locked it."""
-        # Row lock: two concurrent wrong guesses must both count.
-        with transaction.atomic():
-            row = Operator.objects.select_for_update().only("failed_logins").get(pk=self.pk)
-            self.failed_logins = row.failed_logins + 1
-            locked = self.failed_logins >= settings.LOGIN_MAX_FAILURES
-            if locked:
-                self.locked_until = timezone.now() + timedelta(
-                    minutes=settings.LOGIN_LOCKOUT_MINUTES
-                )
-                self.failed_logins = 0
-            self.save(update_fields=["failed_logins", "locked_until"])
-        return locked
+    @classmethod
+    def claim_login_attempt(cls, pk: int) -> LoginClaim:
+        """Count a log-in attempt on operator ``pk`` *before* its password is checked.
 
-    def record_successful_login(self) -> None:
-        if self.failed_logins or self.locked_until:
-            self.failed_logins = 0
-            self.locked_until = None
-            self.save(update_fields=["failed_logins", "locked_until"])
+        Refused while the account is locked. The attempt that reaches LOGIN_MAX_FAILURES locks
+        the account for LOGIN_LOCKOUT_MINUTES; the count starts again when a lock has run out.
+        So at most LOGIN_MAX_FAILURES passwords are checked per lockout period, however many
+        requests race: each one has to win this conditional UPDATE first.
+        """
+        return _claim(
+            cls.objects.filter(pk=pk),
+            limit=settings.LOGIN_MAX_FAILURES,
+            lockout=timedelta(minutes=settings.LOGIN_LOCKOUT_MINUTES),
+            restart=Q(locked_until__isnull=False),
+        )
+
+    @classmethod
+    def release_login_claim(cls, pk: int, claim: LoginClaim) -> None:
+        """The password of ``claim`` was right: forget the failures before it. Only when no
+        other attempt was counted since: a guesser racing the owner keeps their count."""
+        cls.objects.filter(pk=pk, failed_logins=claim.count).update(
+            failed_logins=0, locked_until=None
+        )
+
+    def unlock(self) -> None:
+        Operator.objects.filter(pk=self.pk).update(failed_logins=0, locked_until=None)
+        self.failed_logins, self.locked_until = 0, None
 
     def group_names(self) -> str:
         return ", ".join(sorted(g.name for g in self.groups.all()))

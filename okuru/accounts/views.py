@@ -26,9 +26,19 @@ from django.views.decorators.http import require_POST
 
 from okuru.accounts import audit, forms, jobs
 from okuru.accounts.access import CUSTOMER_DATA_BY_RIGHT, require_right, right_labels
-from okuru.accounts.models import RIGHTS, ApiToken, Job, Notification, OperationLog, Operator
+from okuru.accounts.models import (
+    RIGHTS,
+    ApiToken,
+    Job,
+    LoginClaim,
+    LoginSource,
+    Notification,
+    OperationLog,
+    Operator,
+)
 
 PAGE_SIZE = 50
+MAX_USERNAME = Operator._meta.get_field("username").max_length
 
 
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
@@ -60,8 +70,12 @@ def _query_without_page(request: HttpRequest) -> str:
 # Log in, log out, language
 
 
-def _locked_message(operator: Operator) -> str:
-    minutes = max(1, math.ceil((operator.locked_until - timezone.now()).total_seconds() / 60))
+def _minutes_until(until: datetime) -> int:
+    return max(1, math.ceil((until - timezone.now()).total_seconds() / 60))
+
+
+def _locked_message(until: datetime) -> str:
+    minutes = _minutes_until(until)
     return ngettext(
         "Too many failed log-in attempts. Try again in %(minutes)d minute.",
         "Too many failed log-in attempts. Try again in %(minutes)d minutes.",
@@ -69,20 +83,56 @@ def _locked_message(operator: Operator) -> str:
     ) % {"minutes": minutes}
 
 
+def _source_locked_message(until: datetime) -> str:
+    minutes = _minutes_until(until)
+    return ngettext(
+        "Too many failed log-in attempts from your network address. "
+        "Try again in %(minutes)d minute.",
+        "Too many failed log-in attempts from your network address. "
+        "Try again in %(minutes)d minutes.",
+        minutes,
+    ) % {"minutes": minutes}
+
+
 def _attempt_login(request: HttpRequest, username: str, password: str) -> Operator | str:
-    """The operator logged in, or the error to show."""
-    operator = Operator.objects.filter(username=username).first()
-    if operator is not None and operator.is_locked():
-        # Checked before the password: a locked account gives nothing away to a guesser.
+    """The operator logged in, or the error to show.
+
+    Each attempt is counted, per source address and per account, *before* the password is
+    checked, in one conditional UPDATE each (see ``models._claim``): a locked source or account
+    has no password checked at all, so parallel guesses cannot outrun the limits.
+    """
+    ip = audit.client_ip(request)
+    source = LoginSource.claim(ip) if ip else LoginClaim(allowed=True)
+    if not source.allowed:
+        audit.log(request, "login_refused_source", username)
+        return _source_locked_message(source.locked_until)
+    # A name no operator can have (too long, or with a NUL that PostgreSQL cannot compare) is
+    # simply unknown.
+    usable = len(username) <= MAX_USERNAME and "\x00" not in username
+    operator = (
+        Operator.objects.filter(username=username).only("pk", "username").first()
+        if usable
+        else None
+    )
+    claim = Operator.claim_login_attempt(operator.pk) if operator else LoginClaim(allowed=True)
+    if not claim.allowed:
         audit.log(request, "login_refused_locked", username, operator=operator)
-        return _locked_message(operator)
-    user = authenticate(request, username=username, password=password)
-    if user is not None:
+        return _locked_message(claim.locked_until)
+    # For an unknown user name this still runs the hasher once: the answer takes as long.
+    user = authenticate(request, username=username if usable else "", password=password)
+    if user is not None and operator is not None and user.pk == operator.pk:
+        Operator.release_login_claim(operator.pk, claim)
+        if ip:
+            LoginSource.release(ip, source)
         return user
     audit.log(request, "login_failed", username, operator=operator)
-    if operator is not None and operator.record_failed_login():
+    if source.locked_until is not None:
+        audit.log(request, "source_locked", username)
+    if claim.locked_until is not None:
         audit.log(request, "account_locked", username, operator=operator)
-        return _locked_message(operator)
+        return _locked_message(claim.locked_until)
+    if source.locked_until is not None:
+        return _source_locked_message(source.locked_until)
     return _("Wrong user name or password.")
 
 
@@ -95,7 +145,6 @@ def login_view(request: HttpRequest) -> HttpResponse:
         if isinstance(outcome, str):
             error = outcome
         else:
-            outcome.record_successful_login()
             login(request, outcome)
             audit.log(request, "login", outcome.get_username())
             response = redirect(_safe_next(request, resolve_url(settings.LOGIN_REDIRECT_URL)))
@@ -186,7 +235,9 @@ def password_change(request: HttpRequest) -> HttpResponse:
     form = PasswordChangeForm(request.user, request.POST)
     if not form.is_valid():
         return _render_profile(request, password_form=form)
-    form.save()
+    form.save(commit=False)
+    # Only the password column: request.user was read before this request's work began.
+    form.user.save(update_fields=["password"])
     update_session_auth_hash(request, form.user)
     audit.log(request, "password_change", request.user.get_username())
     messages.success(request, _("Your password is changed."))
@@ -282,9 +333,10 @@ def operator_password(request: HttpRequest, operator_id: int) -> HttpResponse:
     form = SetPasswordForm(operator, request.POST)
     if not form.is_valid():
         return _render_operator_edit(request, operator, password_form=form)
-    operator.failed_logins, operator.locked_until = 0, None
-    form.save()
-    operator.save(update_fields=["failed_logins", "locked_until"])
+    form.save(commit=False)
+    with transaction.atomic():
+        operator.save(update_fields=["password"])
+        operator.unlock()
     if operator.pk == request.user.pk:
         update_session_auth_hash(request, operator)
     audit.log(request, "operator_password_reset", operator.get_username())
@@ -315,7 +367,7 @@ def operator_active(request: HttpRequest, operator_id: int) -> HttpResponse:
 @require_POST
 def operator_unlock(request: HttpRequest, operator_id: int) -> HttpResponse:
     operator = _get_operator_for_admin(request, operator_id)
-    operator.record_successful_login()
+    operator.unlock()
     audit.log(request, "operator_unlock", operator.get_username())
     messages.success(request, _("Operator %(name)s is unlocked.") % {"name": operator})
     return redirect("accounts:operator", operator.pk)

@@ -13,7 +13,7 @@ from django.shortcuts import render
 
 from okuru.accounts.access import CUSTOMER_DATA_RIGHT, require_right
 from okuru.capture.models import CapturedMessage, body_parts
-from okuru.lib import signing
+from okuru.lib import mailframe, signing
 from okuru.tracking import recording
 
 PAGE_SIZE = 50
@@ -69,6 +69,15 @@ def message_detail(request: HttpRequest, message_id: int) -> HttpResponse:
         "html": _untracked(html) if html else html,
     }
     return render(request, "capture/detail.html", ctx)
+
+
+@require_right("mails", CUSTOMER_DATA_RIGHT)
+def message_html(request: HttpRequest, message_id: int) -> HttpResponse:
+    """The HTML part alone, for the detail page's sandboxed frame."""
+    _text, html = body_parts(_get_message(message_id).parsed())
+    if not html:
+        raise Http404
+    return mailframe.mail_frame(_untracked(html))
 
 
 @require_right("mails", CUSTOMER_DATA_RIGHT)

@@ -459,7 +459,7 @@ def chart_svg(data: dict[str, Any]) -> SafeString:
     title = _("Opens and clicks over time")
     return format_html(
         '<svg class="chart" role="img" aria-label="{title}" viewBox="0 0 {w} {h}" '
-        'width="100%" style="max-width:{w}px" preserveAspectRatio="xMidYMid meet" '
+        'width="100%" preserveAspectRatio="xMidYMid meet" '
         'xmlns="http://www.w3.org/2000/svg">'
         "<title>{title}</title>"
         '<line x1="{l}" y1="{base}" x2="{r}" y2="{base}" stroke="#999"/>'

@@ -43,7 +43,7 @@ from okuru.customers.fields import catalogue
 from okuru.customers.filters import FilterError
 from okuru.customers.models import Customer
 from okuru.customers.views import builder_context, picker_fields
-from okuru.lib import signing, smtp
+from okuru.lib import mailframe, signing, smtp
 from okuru.mailings import (
     actions,
     audiences,
@@ -316,6 +316,16 @@ def mail_preview(request: HttpRequest, mail_id: int) -> HttpResponse:
             ctx["rendered"] = _render(mail, _values_for(request.user, customer_id))
         except Exception as e:  # a template that validated may still fail on odd data
             ctx["render_error"] = _("The mail cannot be rendered: %(error)s") % {"error": e}
+    # The HTML body for the page's frame: this same view renders it (same rights, same
+    # customer), with a policy of its own.
+    if request.GET.get("part") == "html":
+        rendered = ctx.get("rendered")
+        if rendered is None or rendered.html is None:
+            raise Http404
+        return mailframe.mail_frame(rendered.html)
+    query = request.GET.copy()
+    query["part"] = "html"
+    ctx["frame_url"] = f"{request.path}?{query.urlencode()}"
     return render(request, "mailings/preview.html", ctx)
 
 

@@ -4,6 +4,7 @@ against pytest-django's live server."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -51,13 +52,46 @@ def page(monkeypatch, live_server):
         # never reaches the live server while the test itself uses the ORM: on SQLite both
         # use one in-memory database, which does not take concurrent use well.
         context.route("**/*", lambda route: route.continue_())
-        yield context.new_page()
+        violations = watch_csp(context)
+        page = context.new_page()
+        page.on("console", lambda msg: _note_console(msg, violations))
+        yield page
+        page.evaluate("1")  # deliver the events still on their way
         context.close()
         browser.close()
         # ORM calls made inside sync_playwright() get connections of their own (Django keeps
         # them per context, and the test runs in Playwright's): Django's clean-up outside does
         # not see them, so close them here, or PostgreSQL cannot drop the test database.
         connections.close_all()
+    assert not violations, "Content-Security-Policy violations:\n" + "\n".join(violations)
+
+
+# A mail's HTML in a preview frame: what its policy blocks there (its scripts) is meant to be.
+MAIL_FRAME = re.compile(r"[?&]part=html|/capture/\d+/html/")
+
+
+def watch_csp(context) -> list[str]:
+    """Every Content-Security-Policy violation on any page of ``context`` (outside a mail's
+    preview frame), as text: the app's pages must never need anything their policy refuses."""
+    violations: list[str] = []
+
+    def note(_source, directive: str, blocked: str, where: str) -> None:
+        if not MAIL_FRAME.search(where):
+            violations.append(f"{directive} refused {blocked or 'inline'} on {where}")
+
+    context.expose_binding("okuruCspViolation", note)
+    context.add_init_script(
+        "document.addEventListener('securitypolicyviolation', function (e) {"
+        " window.okuruCspViolation(e.effectiveDirective, e.blockedURI, document.location.href);"
+        "});"
+    )
+    return violations
+
+
+def _note_console(msg, violations: list[str]) -> None:
+    where = msg.location.get("url", "")
+    if "Content Security Policy" in msg.text and not MAIL_FRAME.search(where):
+        violations.append(f"console: {msg.text} ({where})")
 
 
 def log_in(page, live_server, user) -> None:

@@ -3,6 +3,8 @@ now to three customers over real SMTP (an aiosmtpd sink), and the report's sent 
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -12,9 +14,10 @@ from tests.browser.conftest import log_in
 
 pytestmark = pytest.mark.browser
 
-# Scripts and handlers that would mark the page (and the parent page) if they ever ran.
+# Scripts and handlers that would mark the page (and the parent page) if they ever ran; and a
+# style of the mail's own, which the preview must still apply.
 HOSTILE_HTML = (
-    "<p>Hello {{ email }}</p>"
+    '<p style="color: rgb(1, 2, 3)">Hello {{ email }}</p>'
     "<script>window.pwned = 1; document.title = 'pwned';"
     " try { parent.document.title = 'pwned'; parent.pwned = 1 } catch (e) {}</script>"
     '<img src="data:," onerror="window.pwned = 2; document.title = \'pwned\'">'
@@ -60,10 +63,11 @@ def test_a_basic_mail_is_previewed_safely_sent_to_three_and_reported(
         page.click("a.btn:has-text('Preview')")
     frame = page.frame_locator("iframe.mail-preview")
     expect(frame.locator("p")).to_have_text("Hello user0@spring.example")
+    expect(frame.locator("p")).to_have_css("color", "rgb(1, 2, 3)")
     page.wait_for_timeout(300)  # time for a script or an onerror handler, were they allowed
     assert page.evaluate("window.pwned") is None
     assert "pwned" not in page.title()
-    body = page.frame(url="about:srcdoc")
+    body = page.frame(url=re.compile(r"[?&]part=html"))
     assert body.evaluate("window.pwned") is None
     assert body.evaluate("document.title") != "pwned"
 
