@@ -147,7 +147,9 @@ def test_kill_9_at_random_moments_never_sends_twice_and_the_delivery_completes(t
 
 
 def test_a_stop_while_a_worker_sends_leaves_nothing_queued_and_sends_nothing_twice(tmp_path):
-    with Sink() as sink:
+    # A relay taking 10 ms a message: the stop command (a new process) must arrive mid-send even
+    # on a loaded machine, where a fast sink let the worker finish all 3,000 first.
+    with Sink(delay=0.01) as sink:
         delivery_id = seed(sink, 3000)
         db = SharedDB(tmp_path)
         proc = db.worker()

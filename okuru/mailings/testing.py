@@ -3,6 +3,7 @@ make a mail, a relay and customers. Used by the tests and by anyone writing mail
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -31,8 +32,9 @@ class SinkHandler:
     such user") given at RCPT, "drop" (close the connection at RCPT, before any data), or
     "drop-after-data" (take the message, then close without replying)."""
 
-    def __init__(self, pipelining: bool = True) -> None:
+    def __init__(self, pipelining: bool = True, delay: float = 0.0) -> None:
         self.pipelining = pipelining
+        self.delay = delay  # seconds per message: a slow relay, so a test can act mid-send
         self.lock = threading.Lock()
         self.rules: dict[str, list[str]] = {}
         self.messages: list[tuple[str, str, bytes]] = []
@@ -67,6 +69,8 @@ class SinkHandler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         login = session.auth_data.login.decode() if session.authenticated else None
         # Implicit TLS or after STARTTLS: either way the transport is an SSL one.
         encrypted = server.transport.get_extra_info("ssl_object") is not None
@@ -92,9 +96,13 @@ class Sink:
     ``users`` ({login: password}) the sink offers AUTH (PLAIN and LOGIN) and checks them."""
 
     def __init__(
-        self, pipelining: bool = True, users: dict[str, str] | None = None, **server: Any
+        self,
+        pipelining: bool = True,
+        users: dict[str, str] | None = None,
+        delay: float = 0.0,
+        **server: Any,
     ) -> None:
-        self.handler = SinkHandler(pipelining)
+        self.handler = SinkHandler(pipelining, delay)
         self.port = free_port()
         if users is not None:
             server["authenticator"] = self._authenticator(users)
