@@ -77,7 +77,8 @@ def test_a_slow_relay_gets_smaller_groups(sink):
     drain(w, delivery)
     w.close()
     assert ledger(delivery) == {"sent": 12}
-    assert max(sending_seen) == 3  # 0.15 s of sending at 20 messages/s
+    # 0.15 s of sending at 20 messages/s is 3; a loaded machine sends slower, so fewer.
+    assert 1 <= max(sending_seen) <= 3
 
 
 def test_a_crash_mid_group_leaves_only_that_group_unknown_and_the_rest_is_sent_once(sink):
