@@ -1,0 +1,448 @@
+"""Error kinds (エラー種別) and how a delivery failure is classified into one.
+
+The eight code names are the ones the UI shows and ``okuru.mailings.models.ErrorKind`` stores.
+"Hard" means the address itself cannot receive mail (unknown user, unknown domain, moved, accepts
+no mail); a permanent refusal for content, policy or reputation fails that one message but says
+nothing against the address, so it is not hard.
+
+Classification reads three things, strongest first: the diagnostic text (a "user unknown" behind a
+generic 5.7.1 is still an unknown user; a "mailbox full" behind 5.1.1 is still a full mailbox), the
+enhanced status code (RFC 3463), and last the SMTP reply code.
+"""
+
+from __future__ import annotations
+
+import re
+
+BAD_FORMAT = "bad_format"
+UNKNOWN_USER = "unknown_user"
+REFUSED = "refused"
+NO_DOMAIN = "no_domain"
+SPAM = "spam"
+MAILBOX_FULL = "mailbox_full"
+LIST_CLEANING = "list_cleaning"
+OTHER = "other"
+
+KINDS = (
+    BAD_FORMAT,
+    UNKNOWN_USER,
+    REFUSED,
+    NO_DOMAIN,
+    SPAM,
+    MAILBOX_FULL,
+    LIST_CLEANING,
+    OTHER,
+)
+
+# Finer causes than the kinds; each maps onto one kind. Kept because "hard" does not follow from
+# the kind alone: an address that accepts no mail (null MX) is refused, and hard.
+REASON_KINDS = {
+    "badformat": BAD_FORMAT,
+    "userunknown": UNKNOWN_USER,
+    "hasmoved": UNKNOWN_USER,
+    "hostunknown": NO_DOMAIN,
+    "notaccept": REFUSED,
+    "mailboxfull": MAILBOX_FULL,
+    "exceedlimit": MAILBOX_FULL,
+    "mesgtoobig": MAILBOX_FULL,
+    "spamdetected": SPAM,
+    "virusdetected": SPAM,
+    "badreputation": SPAM,
+    "rejected": REFUSED,
+    "filtered": REFUSED,
+    "blocked": REFUSED,
+    "policyviolation": REFUSED,
+    "norelaying": REFUSED,
+    "securityerror": REFUSED,
+    "authfailure": REFUSED,
+    "requireptr": REFUSED,
+    "suspend": REFUSED,
+    "toomanyconn": REFUSED,
+    "expired": OTHER,
+    "networkerror": OTHER,
+    "systemerror": OTHER,
+    "mailererror": OTHER,
+    "contenterror": OTHER,
+    "syntaxerror": OTHER,
+    "undefined": OTHER,
+}
+HARD_REASONS = frozenset({"badformat", "userunknown", "hasmoved", "hostunknown", "notaccept"})
+
+ENHANCED_RE = re.compile(r"(?<![\w.\-])([245])\.([0-7])\.(\d{1,3})(?!\.?\d)(?![\w\-])")
+
+
+def _patterns(*phrases: str) -> re.Pattern[str]:
+    return re.compile("|".join(phrases))
+
+
+# Phrases per cause, tried in this order on the lower-cased diagnostic text. Specific causes come
+# before the generic refusals, because refusals of an unknown user often say "rejected" too.
+TEXT_REASONS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (
+        "mesgtoobig",
+        _patterns(
+            r"message (?:size )?exceeds? (?:the )?(?:fixed |maximum )?(?:message )?size",
+            r"message too (?:big|large)",
+            r"message is too (?:big|large)",
+            r"size (?:limit )?exceeded",
+            r"exceeds? (?:the )?(?:maximum|max) (?:allowed )?(?:message )?size",
+            r"message size exceeds",
+            r"mail size limit",
+        ),
+    ),
+    (
+        "mailboxfull",
+        _patterns(
+            r"mailbox (?:is )?full",
+            r"mail ?box (?:is )?(?:over|at) (?:its )?(?:quota|capacity|limit)",
+            r"over ?quota",
+            r"quota (?:exceeded|full|violation)",
+            r"exceeded (?:storage|quota|the quota)",
+            r"exceeds? (?:its |the )?(?:storage |disk )?quota",
+            r"insufficient (?:disk )?(?:space|storage)",
+            r"not enough (?:disk )?space",
+            r"mailbox size limit",
+            r"mailfolder is full",
+            r"user(?:'s)? (?:mailbox|disk quota) (?:is )?(?:full|exceeded)",
+            r"account is (?:full|over quota)",
+            r"inbox is (?:out of storage|full)",
+            r"recipient(?:'s)? (?:mailbox|inbox) (?:is )?full",
+            r"(?:mailbox|account) (?:has )?exceeded",
+            r"too much mail data",
+            r"out of storage space",
+            r"user is over (?:the )?quota",
+        ),
+    ),
+    (
+        "exceedlimit",
+        _patterns(r"message header size exceeds limit", r"exceeds? (?:the )?limit"),
+    ),
+    (
+        "hasmoved",
+        _patterns(r"has been replaced by", r"address has (?:moved|changed)", r"user has moved"),
+    ),
+    (
+        "notaccept",
+        _patterns(
+            r"does not accept (?:any )?(?:e-?)?mail",
+            r"accepts no (?:e-?)?mail",
+            r"null mx",
+            r"no mail service",
+            r"not accepting (?:any )?(?:e-?)?mail",
+        ),
+    ),
+    (
+        "hostunknown",
+        _patterns(
+            r"host (?:or domain name )?(?:unknown|not found)",
+            r"domain (?:name )?(?:not found|does not exist|doesn't exist|unknown|is not found)",
+            r"unknown (?:domain|host)",
+            r"no such domain",
+            r"name or service not known",
+            r"unroutable",
+            r"unrouteable",
+            r"nxdomain",
+            r"no mx (?:record|host)",
+            r"mx records point to non-existent",
+            r"couldn't find any host",
+            r"illegal host/domain",
+            r"recipient domain must exist",
+            r"domain (?:is )?not (?:reachable|resolvable)",
+            r"non-?existent (?:domain|host)",
+            r"dns (?:error|lookup failed).*(?:domain|host)",
+            r"cannot resolve",
+            r"no route to host",
+        ),
+    ),
+    (
+        "userunknown",
+        _patterns(
+            r"user ?unknown",
+            r"unknown (?:user|recipient|mailbox|address|local[- ]part)",
+            r"no such (?:user|mailbox|recipient|address|person|account)",
+            r"(?:recipient|user|address|mailbox|account)(?: address)? (?:is )?(?:not found|unknown|not exist)",
+            r"(?:recipient|user|address|mailbox|account|addressee)(?: name)? (?:is )?not (?:recognized|known|valid)",
+            r"(?:does|did) not exist",
+            r"doesn't exist",
+            r"not a valid (?:user|mailbox|recipient)",
+            r"invalid (?:recipient|mailbox|user)",
+            r"no mailbox (?:here|by that name)",
+            r"mailbox (?:does not exist|not available|unavailable|not found)",
+            r"user not found",
+            r"recipient not found",
+            r"not our customer",
+            r"no account by that name",
+            r"account (?:does not exist|not found|unknown)",
+            r"no valid recipients",
+            r"email account that you tried to reach does not exist",
+            r"user (?:doesn't|does not) have (?:a |an )?\S+ account",
+            r"bad destination mailbox",
+            r"no such local user",
+            r"is not a known user",
+            r"unknown or illegal alias",
+            r"mailbox unavailable",
+            r"address (?:not present|rejected)",
+            r"recipient address rejected",
+            r"(?:user|mailbox) (?:is )?(?:invalid|inactive|disabled|not active|deactivated)",
+            r"(?:account|mailbox) (?:has been )?(?:disabled|deactivated|closed|terminated|expired)",
+            r"address (?:does not|doesn't) exist",
+            r"unknown or invalid",
+            r"user(?:name)? not (?:found|exist|known)",
+            r"not listed in (?:domino directory|public name & address book)",
+            r"destination addresses were unknown",
+            r"no such person",
+            r"this user doesn't have",
+            r"invalid address",
+        ),
+    ),
+    (
+        "badformat",
+        _patterns(
+            r"bad (?:recipient )?address syntax",
+            r"address syntax",
+            r"malformed (?:address|recipient)",
+            r"invalid address format",
+        ),
+    ),
+    (
+        "virusdetected",
+        _patterns(r"virus", r"malware", r"infected", r"banned attachment", r"harmful content"),
+    ),
+    (
+        "spamdetected",
+        _patterns(
+            r"spam",
+            r"junk mail",
+            r"unsolicited",
+            r"bulk mail",
+            r"content (?:filter|rejected)",
+            r"message (?:content )?(?:rejected|refused) (?:as|due to) (?:spam|content)",
+            r"scored? (?:too high|above)",
+        ),
+    ),
+    (
+        "badreputation",
+        _patterns(r"reputation", r"ip (?:address )?has been (?:temporarily )?(?:rate )?limited"),
+    ),
+    (
+        "authfailure",
+        _patterns(
+            r"dmarc",
+            r"\bspf\b",
+            r"dkim",
+            r"sender (?:policy framework|authentication)",
+            r"authentication (?:failed|required|failure)",
+            r"unauthenticated",
+        ),
+    ),
+    (
+        "requireptr",
+        _patterns(
+            r"reverse (?:dns|lookup|hostname)",
+            r"\bptr\b",
+            r"no (?:rdns|reverse)",
+            r"hostname (?:does not|doesn't) resolve",
+            r"cannot find your hostname",
+            r"ip name lookup failed",
+            r"unresolvable",
+            r"client host rejected: cannot find",
+        ),
+    ),
+    (
+        "blocked",
+        _patterns(
+            r"blacklist",
+            r"blocklist",
+            r"black list",
+            r"block list",
+            r"\brbl\b",
+            r"dnsbl",
+            r"spamhaus",
+            r"spamcop",
+            r"listed (?:at|on|in)",
+            r"ip (?:address )?(?:blocked|block|rejected|banned|blacklisted)",
+            r"access denied",
+            r"connection (?:refused|rejected)",
+            r"client host \[?[\d.]+\]? (?:blocked|rejected)",
+            r"blocked",
+            r"banned",
+            r"poor reputation",
+        ),
+    ),
+    (
+        "norelaying",
+        _patterns(r"relay(?:ing)? (?:access )?(?:denied|not permitted|prohibited)", r"not permitted to relay", r"unable to relay", r"relay not allowed"),
+    ),
+    (
+        "securityerror",
+        _patterns(r"tls (?:required|is required)", r"encryption required", r"certificate", r"please use the smtp server"),
+    ),
+    (
+        "toomanyconn",
+        _patterns(r"too many (?:connections|recipients|messages|mails|errors|hops)", r"rate limit", r"try again later", r"throttl"),
+    ),
+    (
+        "suspend",
+        _patterns(r"suspend", r"inactive", r"disabled", r"not active", r"locked"),
+    ),
+    (
+        "policyviolation",
+        _patterns(r"policy", r"prohibited", r"not allowed", r"not permitted"),
+    ),
+    (
+        "expired",
+        _patterns(
+            r"could not be delivered for \d+",
+            r"cannot send message for",
+            r"retry (?:time|timeout) (?:not reached|exceeded)",
+            r"delivery time expired",
+            r"message (?:has been|was) (?:queued|delayed) (?:too long|for)",
+            r"expired",
+            r"timed? ?out",
+            r"giving up",
+            r"have not been able to deliver",
+            r"no answer",
+        ),
+    ),
+    (
+        "networkerror",
+        _patterns(r"network", r"connection (?:lost|reset|closed)", r"loop", r"too many hops", r"dns"),
+    ),
+    (
+        "filtered",
+        _patterns(r"filter", r"rejected by", r"refused"),
+    ),
+    (
+        "rejected",
+        _patterns(r"reject", r"denied", r"not allowed to send", r"sender"),
+    ),
+    (
+        "mailererror",
+        _patterns(r"mailer error", r"command died", r"exit (?:status|code)", r"pipe", r"program"),
+    ),
+    (
+        "systemerror",
+        _patterns(r"system error", r"internal error", r"server error", r"temporary failure", r"local error"),
+    ),
+)
+
+# Enhanced status codes (RFC 3463, with the IANA registry) whose meaning decides the cause when
+# the text names none. X.1.1 and X.2.1 are the unknown or disabled mailbox; X.1.2 the domain.
+STATUS_REASONS = {
+    "1.0": "userunknown",
+    "1.1": "userunknown",
+    "1.2": "hostunknown",
+    "1.3": "badformat",
+    "1.4": "userunknown",
+    "1.5": "userunknown",
+    "1.6": "hasmoved",
+    "1.7": "rejected",
+    "1.8": "rejected",
+    "1.9": "rejected",
+    "1.10": "notaccept",
+    "2.0": "filtered",
+    "2.1": "userunknown",
+    "2.2": "mailboxfull",
+    "2.3": "exceedlimit",
+    "2.4": "systemerror",
+    "3.0": "systemerror",
+    "3.1": "mailboxfull",
+    "3.2": "systemerror",
+    "3.3": "systemerror",
+    "3.4": "mesgtoobig",
+    "3.5": "systemerror",
+    "4.0": "networkerror",
+    "4.1": "expired",
+    "4.2": "networkerror",
+    "4.3": "systemerror",
+    "4.4": "notaccept",
+    "4.5": "networkerror",
+    "4.6": "networkerror",
+    "4.7": "expired",
+    "5.0": "syntaxerror",
+    "5.1": "syntaxerror",
+    "5.2": "syntaxerror",
+    "5.3": "toomanyconn",
+    "5.4": "syntaxerror",
+    "5.5": "syntaxerror",
+    "6.0": "contenterror",
+    "6.1": "contenterror",
+    "6.2": "contenterror",
+    "6.3": "contenterror",
+    "6.4": "contenterror",
+    "6.5": "contenterror",
+    "7.0": "blocked",
+    "7.1": "rejected",
+    "7.2": "rejected",
+    "7.3": "securityerror",
+    "7.4": "securityerror",
+    "7.5": "securityerror",
+    "7.6": "securityerror",
+    "7.7": "securityerror",
+    "7.8": "authfailure",
+    "7.9": "securityerror",
+    "7.13": "suspend",
+    "7.14": "suspend",
+    "7.23": "authfailure",
+    "7.24": "authfailure",
+    "7.25": "requireptr",
+    "7.26": "authfailure",
+    "7.27": "notaccept",
+}
+
+REPLY_REASONS = {
+    "421": "blocked",
+    "450": "mailboxfull",
+    "451": "systemerror",
+    "452": "mailboxfull",
+    "550": "userunknown",
+    "551": "hasmoved",
+    "552": "mailboxfull",
+    "553": "badformat",
+    "554": "rejected",
+    "556": "notaccept",
+}
+
+
+def text_reason(text: str) -> str:
+    """The cause the diagnostic text names, or "" when it names none."""
+    low = " ".join(text.lower().split())
+    if not low:
+        return ""
+    for reason, pattern in TEXT_REASONS:
+        if pattern.search(low):
+            return reason
+    return ""
+
+
+def status_reason(status: str) -> str:
+    """The cause an enhanced status code (X.Y.Z) names, or ""."""
+    parts = status.split(".")
+    if len(parts) != 3:
+        return ""
+    return STATUS_REASONS.get(f"{parts[1]}.{parts[2]}", "")
+
+
+# Causes a text match only names loosely: a specific status code is more reliable than these.
+WEAK_TEXT_REASONS = frozenset(
+    {"filtered", "rejected", "mailererror", "systemerror", "networkerror", "policyviolation", "suspend"}
+)
+
+
+def reason(status: str, reply_code: str, text: str) -> str:
+    """The cause of a failure: one of ``REASON_KINDS``."""
+    by_text = text_reason(text)
+    by_status = status_reason(status)
+    if by_text and not (by_text in WEAK_TEXT_REASONS and by_status and not status.endswith(".0.0")):
+        return by_text
+    if by_status:
+        return by_status
+    if by_text:
+        return by_text
+    return REPLY_REASONS.get(reply_code, "undefined")
+
+
+def classify(status: str, reply_code: str, text: str) -> tuple[str, bool]:
+    """(kind, hard) of a failure with this enhanced status code, SMTP reply code and text."""
+    cause = reason(status, reply_code, text)
+    return REASON_KINDS[cause], cause in HARD_REASONS
