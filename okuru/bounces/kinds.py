@@ -132,6 +132,24 @@ TEXT_REASONS: tuple[tuple[str, re.Pattern[str]], ...] = (
         ),
     ),
     (
+        "rejected",
+        _patterns(
+            r"sender address rejected",
+            r"sender (?:domain |address )?(?:is )?(?:invalid|rejected|unknown|denied|not allowed)",
+            r"sender verify failed",
+            r"domain of sender address",
+            r"(?:bad|invalid) sender",
+        ),
+    ),
+    (
+        "suspend",
+        _patterns(
+            r"(?:account|mailbox|recipient|user|address)(?: address)? (?:has been |is |was )?"
+            r"(?:temporarily )?(?:disabled|suspended|discontinued|deactivated|inactive|frozen|locked)",
+            r"disabled (?:recipient|mailbox|account|user)",
+        ),
+    ),
+    (
         "hostunknown",
         _patterns(
             r"host (?:or domain name )?(?:unknown|not found)",
@@ -169,6 +187,8 @@ TEXT_REASONS: tuple[tuple[str, re.Pattern[str]], ...] = (
             r"no mailbox (?:here|by that name)",
             r"mailbox (?:does not exist|not available|unavailable|not found)",
             r"user not found",
+            r"address not present",
+            r"(?:account|mailbox) (?:has been )?(?:closed|terminated|removed|deleted)",
             r"recipient not found",
             r"not our customer",
             r"no account by that name",
@@ -181,10 +201,6 @@ TEXT_REASONS: tuple[tuple[str, re.Pattern[str]], ...] = (
             r"is not a known user",
             r"unknown or illegal alias",
             r"mailbox unavailable",
-            r"address (?:not present|rejected)",
-            r"recipient address rejected",
-            r"(?:user|mailbox) (?:is )?(?:invalid|inactive|disabled|not active|deactivated)",
-            r"(?:account|mailbox) (?:has been )?(?:disabled|deactivated|closed|terminated|expired)",
             r"address (?:does not|doesn't) exist",
             r"unknown or invalid",
             r"user(?:name)? not (?:found|exist|known)",

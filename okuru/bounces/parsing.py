@@ -513,30 +513,85 @@ def _read_dsn(report: Report, groups: list[list[tuple[str, str]]], notice: str) 
             first = reply_code[:1] if reply_code[:1] in ("4", "5") else ("4" if action == "delayed" else "5")
             status = f"{first}.0.0"
         if action == "delayed" or (not action and status.startswith("4") and DELAY_RE.search(notice)):
-            report.delayed.append(_failure(recipient, status, reply_code, diagnostic_text or block))
+            report.delayed.append(_failure(recipient, status, reply_code, diagnostic_text or block, block))
             seen.add(recipient)
             continue
         if status.startswith("2"):
             continue
-        report.failures.append(_failure(recipient, status, reply_code, diagnostic_text or block))
+        diagnostic_type = diagnostic.split(";")[0].strip().lower() if ";" in diagnostic else ""
+        report.failures.append(
+            _failure(recipient, status, reply_code, diagnostic_text or block, block, diagnostic_type)
+        )
         seen.add(recipient)
 
 
 def _dsn_status(status_field: str, diagnostic: str, block: str) -> str:
     codes = _enhanced(status_field)
     status = codes[0] if codes else ""
-    # A generic X.0.0 in the Status field often hides the real code in the diagnostic text.
-    if not status or status.endswith(".0.0"):
-        better = _best_status(_enhanced(diagnostic) or _enhanced(block))
-        if better and (not status or better[0] == status[0]):
-            status = better
+    # The remote server's own code in the Diagnostic-Code is more precise than the Status field,
+    # which reporting MTAs often fill with a generic or guessed code.
+    better = _reply_status(diagnostic) or _best_status(_enhanced(diagnostic))
+    if not better and (not status or status.endswith(".0.0")):
+        better = _best_status(_enhanced(block))
+    if better and not better.endswith(".0.0") and (not status or better[0] == status[0]):
+        status = better
     return status
 
 
-def _failure(recipient: str, status: str, reply_code: str, text: str) -> Failure:
+REPLY_STATUS_RE = re.compile(r"(?<!\d)[245]\d\d[ \-]+['\"(]?([245]\.[0-7]\.\d{1,3})(?!\.?\d)")
+
+
+def _reply_status(text: str) -> str:
+    """The enhanced code written right after an SMTP reply code ("550 5.7.1", "550-'5.7.1")."""
+    for m in REPLY_STATUS_RE.finditer(text):
+        if not m.group(1).endswith(".0.0"):
+            return m.group(1)
+    return ""
+
+
+COMMAND_RE = re.compile(
+    r"(?:in reply to|after|did not like our|response to|error (?:after|in)|>>>)\s*"
+    r"(?:the |end of |final )?(data|rcpt to|rcpt|mail from|mail|helo|ehlo|connect)\b",
+    re.I,
+)
+
+
+def _command(text: str) -> str:
+    """The SMTP command a failing reply answered ("DATA", "RCPT", "MAIL"), when the text says it:
+    the last one named before the first 4xx/5xx reply (a session transcript), else the first one
+    named after it ("... (in reply to RCPT TO command)")."""
+    matches = list(COMMAND_RE.finditer(text[:MAX_TEXT]))
+    if not matches:
+        return ""
+    failed = FAILED_REPLY_RE.search(text)
+    at = failed.start() if failed else len(text)
+    before = [m for m in matches if m.start() < at]
+    m = before[-1] if before else matches[0]
+    word = m.group(1).upper().split(" ")[0]
+    return {"EHLO": "HELO", "CONNECT": "CONN"}.get(word, word)
+
+
+FAILED_REPLY_RE = re.compile(r"(?<![\w.#\-/:])[45][0-5]\d(?:[ \-]|$)", re.M)
+
+
+def _failure(
+    recipient: str, status: str, reply_code: str, text: str, context: str = "", diagnostic_type: str = ""
+) -> Failure:
     text = _clip(text)
-    kind, hard = kinds.classify(status, reply_code, text)
-    return Failure(recipient, status, reply_code, kind, hard, _collapse(text)[:1000])
+    cause = kinds.reason(status, reply_code, text)
+    command = _command(text) or _command(context)
+    # An "unknown user" answered only after the message was sent (DATA) is a content filter's
+    # answer, and one answered to MAIL FROM is about the sender: neither says the address is dead.
+    # A status code that names the mailbox (X.1.1, X.1.2 ...) outweighs where the reply came.
+    named = kinds.status_reason(status) in kinds.HARD_REASONS
+    if command == "DATA" and cause in ("userunknown", "hostunknown") and status[1:] == ".0.0":
+        cause = "filtered"
+    elif command == "MAIL" and cause in ("userunknown", "hostunknown") and not named:
+        cause = "rejected"
+    if diagnostic_type in ("x-unix", "x-local") and cause not in ("mailboxfull", "exceedlimit"):
+        cause = "mailererror"
+    kind = kinds.REASON_KINDS[cause]
+    return Failure(recipient, status, reply_code, kind, cause in kinds.HARD_REASONS, _collapse(text)[:1000])
 
 
 # -- Notices without DSN fields -----------------------------------------------------------
@@ -572,7 +627,7 @@ def _read_notice(report: Report, msg: Message, subject: str, notice: str) -> Non
         if not status:
             first = reply_code[:1] if reply_code[:1] in ("4", "5") else ("4" if delayed else "5")
             status = f"{first}.0.0"
-        failure = _failure(recipient, status, reply_code, text)
+        failure = _failure(recipient, status, reply_code, text, notice)
         if delayed:
             report.delayed.append(failure)
         else:
@@ -582,27 +637,47 @@ def _read_notice(report: Report, msg: Message, subject: str, notice: str) -> Non
 QUOTED_ADDRESS_RE = re.compile(r"<\s*(" + ADDRESS_RE.pattern + r")\s*>")
 
 
+LEADING_ADDRESS_RE = re.compile(
+    r"^[ \t]*(?:[-*>]+[ \t]*)?<?(" + ADDRESS_RE.pattern + r")>?[ \t]*(?:$|:|\.\.\.|,|;|\(|\[|\s+on\s|\s+-)",
+    re.I,
+)
+
+
 def _notice_recipients(
     msg: Message, notice: str, original: Original | None
 ) -> list[tuple[str, str]]:
-    """Failed recipients named in the notice, each with the text about it."""
+    """Failed recipients named in the notice, each with the text about it.
+
+    An address that begins a line ("<user@example.com>:", "  user@example.com", "user@... on
+    <date>") is how qmail, Exim, Postfix, Exchange, Gmail and most others list failed recipients;
+    only when no line does are addresses within sentences taken, leaving out the sender's own."""
+    lines = notice.splitlines()[:5000]
+    leading: list[tuple[str, int]] = []
+    inline: list[tuple[str, int]] = []
+    seen_leading: set[str] = set()
+    seen_inline: set[str] = set()
     excluded = _excluded_addresses(msg, original)
-    lines = notice.splitlines()
-    found: list[tuple[str, int]] = []
-    seen: set[str] = set()
     for i, line in enumerate(lines):
+        line = line[:1000]
+        m = LEADING_ADDRESS_RE.match(line)
+        if m:
+            address = m.group(1).strip(".").lower()
+            if address not in seen_leading and not ROBOT_RE.match(address):
+                seen_leading.add(address)
+                leading.append((address, i))
         for m in ADDRESS_RE.finditer(line):
             address = m.group(0).strip(".").lower()
-            if address in seen or address in excluded or ROBOT_RE.match(address):
+            if address in seen_inline or address in excluded or ROBOT_RE.match(address):
                 continue
             if not _names_recipient(line, m.start(), m.end()):
                 continue
-            seen.add(address)
-            found.append((address, i))
+            seen_inline.add(address)
+            inline.append((address, i))
+    found = leading or inline
     failed = [a.strip().lower() for a in _header(msg, "X-Failed-Recipients").split(",") if "@" in a]
     if failed:
-        extra = [(a, -1) for a in failed if a not in seen]
-        found = [(a, i) for a, i in found if a in failed] + extra
+        named = {a for a, _ in found}
+        found = [(a, i) for a, i in found if a in failed] + [(a, -1) for a in failed if a not in named]
     result = []
     for n, (address, start) in enumerate(found):
         if start < 0:
