@@ -9,7 +9,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = Path(os.environ.get("OKURU_BOUNCE_CORPUS") or ROOT.parent / "shared" / "bounce-corpus")
 
 
-def dsn(*recipients: tuple[str, str, str, str], subject: str = "Delivery Status Notification") -> bytes:
+def dsn(
+    *recipients: tuple[str, str, str, str], subject: str = "Delivery Status Notification"
+) -> bytes:
     """A multipart/report DSN; each recipient is (address, action, status, diagnostic)."""
     groups = "\n".join(
         f"Final-Recipient: rfc822; {address}\nAction: {action}\nStatus: {status}\n"

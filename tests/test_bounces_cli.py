@@ -41,12 +41,36 @@ def test_parse_prints_each_file_as_given_with_its_failures(tmp_path, monkeypatch
 
     assert json.loads(out) == {
         "sub/dsn.eml": [
-            {"recipient": "gone@example.com", "status": "5.1.1", "reply_code": "550", "kind": "unknown_user", "hard": True},
-            {"recipient": "spam@example.com", "status": "5.7.1", "reply_code": "", "kind": "spam", "hard": False},
+            {
+                "recipient": "gone@example.com",
+                "status": "5.1.1",
+                "reply_code": "550",
+                "kind": "unknown_user",
+                "hard": True,
+            },
+            {
+                "recipient": "spam@example.com",
+                "status": "5.7.1",
+                "reply_code": "",
+                "kind": "spam",
+                "hard": False,
+            },
         ],
         "./qmail.eml": [
-            {"recipient": "gone@example.jp", "status": "5.1.1", "reply_code": "550", "kind": "unknown_user", "hard": True},
-            {"recipient": "full@example.jp", "status": "5.2.2", "reply_code": "552", "kind": "mailbox_full", "hard": False},
+            {
+                "recipient": "gone@example.jp",
+                "status": "5.1.1",
+                "reply_code": "550",
+                "kind": "unknown_user",
+                "hard": True,
+            },
+            {
+                "recipient": "full@example.jp",
+                "status": "5.2.2",
+                "reply_code": "552",
+                "kind": "mailbox_full",
+                "hard": False,
+            },
         ],
         "away.eml": [],
         "arf.eml": [],
@@ -65,7 +89,9 @@ def test_parse_rejects_a_missing_file_before_printing_anything(tmp_path):
     good.write_bytes(QMAIL)
     out = io.StringIO()
     with pytest.raises(CommandError, match=r"^No such file: .*missing\.eml$"):
-        call_command("bounces", "parse", str(good), str(tmp_path / "missing.eml"), "--json", stdout=out)
+        call_command(
+            "bounces", "parse", str(good), str(tmp_path / "missing.eml"), "--json", stdout=out
+        )
     assert out.getvalue() == ""
 
 
@@ -82,6 +108,14 @@ def test_the_okuru_command_prints_json(tmp_path):
     path = tmp_path / "qmail.eml"
     path.write_bytes(QMAIL)
     okuru = Path(sys.executable).parent / "okuru"
-    done = subprocess.run([str(okuru), "bounces", "parse", str(path), "--json"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [str(okuru), "bounces", "parse", str(path), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
-    assert [f["recipient"] for f in json.loads(done.stdout)[str(path)]] == ["gone@example.jp", "full@example.jp"]
+    assert [f["recipient"] for f in json.loads(done.stdout)[str(path)]] == [
+        "gone@example.jp",
+        "full@example.jp",
+    ]

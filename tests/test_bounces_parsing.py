@@ -34,7 +34,9 @@ def test_it_reads_a_failed_dsn():
 
 def test_it_does_not_count_a_delayed_dsn_as_a_failure():
     report = parse(
-        dsn(("slow@example.com", "delayed", "4.4.7", "421 4.4.7 Try again later"), subject="Delayed")
+        dsn(
+            ("slow@example.com", "delayed", "4.4.7", "421 4.4.7 Try again later"), subject="Delayed"
+        )
     )
     assert report.failures == []
     assert [f.recipient for f in report.delayed] == ["slow@example.com"]
@@ -105,7 +107,12 @@ def test_it_finds_nothing_in_an_ordinary_message():
         ("5.1.10", "556", "Recipient address has null MX", ("refused", True)),
         ("5.1.6", "551", "User has moved", ("unknown_user", True)),
         ("5.7.1", "550", "Message rejected as spam by Content Filtering", ("spam", False)),
-        ("5.7.1", "554", "Service unavailable; Client host blocked using Spamhaus", ("spam", False)),
+        (
+            "5.7.1",
+            "554",
+            "Service unavailable; Client host blocked using Spamhaus",
+            ("spam", False),
+        ),
         ("5.7.26", "550", "Unauthenticated email is not accepted due to DMARC", ("refused", False)),
         ("5.2.2", "552", "Mailbox full", ("mailbox_full", False)),
         ("5.0.0", "554", "This account has been disabled or discontinued", ("refused", False)),
@@ -200,17 +207,28 @@ def test_it_survives_random_bytes(raw):
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.sampled_from(CHARSETS), st.binary(max_size=300), st.sampled_from(["base64", "quoted-printable", "7bit", "x-bad"]))
+@given(
+    st.sampled_from(CHARSETS),
+    st.binary(max_size=300),
+    st.sampled_from(["base64", "quoted-printable", "7bit", "x-bad"]),
+)
 def test_it_survives_every_charset(charset, payload, encoding):
     raw = (
-        f'From: MAILER-DAEMON@x.example\nSubject: =?{charset}?B?5pyq6YWN?= failure\n'
-        f'Content-Type: text/plain; charset="{charset}"\nContent-Transfer-Encoding: {encoding}\n\n'
-    ).encode("utf-8", "surrogateescape") + payload + b"\n<user@example.com>: 550 5.1.1 unknown\n"
+        (
+            f"From: MAILER-DAEMON@x.example\nSubject: =?{charset}?B?5pyq6YWN?= failure\n"
+            f'Content-Type: text/plain; charset="{charset}"\nContent-Transfer-Encoding: {encoding}\n\n'
+        ).encode("utf-8", "surrogateescape")
+        + payload
+        + b"\n<user@example.com>: 550 5.1.1 unknown\n"
+    )
     bounded(raw)
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.integers(min_value=0, max_value=400), st.sampled_from([b"", dsn(("a@b.example", "failed", "5.1.1", ""))]))
+@given(
+    st.integers(min_value=0, max_value=400),
+    st.sampled_from([b"", dsn(("a@b.example", "failed", "5.1.1", ""))]),
+)
 def test_it_survives_deep_nesting(depth, inner):
     bounded(nested(depth, inner))
 
@@ -219,7 +237,16 @@ def test_it_survives_deep_nesting(depth, inner):
 @given(
     st.lists(
         st.tuples(
-            st.sampled_from(["Content-Type", "Subject", "X-Failed-Recipients", "From", "Final-Recipient", "Status"]),
+            st.sampled_from(
+                [
+                    "Content-Type",
+                    "Subject",
+                    "X-Failed-Recipients",
+                    "From",
+                    "Final-Recipient",
+                    "Status",
+                ]
+            ),
             st.text(max_size=200),
         ),
         max_size=30,
@@ -238,9 +265,13 @@ def test_it_survives_huge_headers_and_bodies():
     bounded(b"From: MAILER-DAEMON@x.example\n" + header + b"\nbody\n")
     folded = b"X-Long: a\n" + b" b\n" * 200_000
     bounded(b"From: MAILER-DAEMON@x.example\n" + folded + b"\nbody\n")
-    spaces = b"From: MAILER-DAEMON@x.example\nSubject: failure\n\n" + b" " * 1_000_000 + b"\n" * 100_000
+    spaces = (
+        b"From: MAILER-DAEMON@x.example\nSubject: failure\n\n" + b" " * 1_000_000 + b"\n" * 100_000
+    )
     bounded(spaces)
-    addresses = b"From: MAILER-DAEMON@x.example\nSubject: failure\n\n" + b"<u@example.com>:\n" * 200_000
+    addresses = (
+        b"From: MAILER-DAEMON@x.example\nSubject: failure\n\n" + b"<u@example.com>:\n" * 200_000
+    )
     bounded(addresses)
 
 

@@ -79,6 +79,11 @@ def _patterns(*phrases: str) -> re.Pattern[str]:
 # before the generic refusals, because refusals of an unknown user often say "rejected" too.
 TEXT_REASONS: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
+        # A DNS answer "try again" is a lookup that failed for now, not a domain that is gone.
+        "networkerror",
+        _patterns(r"not found, try again", r"name service error.{0,200}try again"),
+    ),
+    (
         "mesgtoobig",
         _patterns(
             r"message (?:size )?exceeds? (?:the )?(?:fixed |maximum )?(?:message )?size",
@@ -128,6 +133,7 @@ TEXT_REASONS: tuple[tuple[str, re.Pattern[str]], ...] = (
             r"accepts no (?:e-?)?mail",
             r"null mx",
             r"no mail service",
+            r"indicated no smtp service",
             r"not accepting (?:any )?(?:e-?)?mail",
         ),
     ),
@@ -163,6 +169,8 @@ TEXT_REASONS: tuple[tuple[str, re.Pattern[str]], ...] = (
             r"no mx (?:record|host)",
             r"mx records point to non-existent",
             r"couldn't find any host",
+            r"host \S+ not found",
+            r"dns lookup failure",
             r"illegal host/domain",
             r"recipient domain must exist",
             r"domain (?:is )?not (?:reachable|resolvable)",
@@ -287,15 +295,30 @@ TEXT_REASONS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ),
     (
         "norelaying",
-        _patterns(r"relay(?:ing)? (?:access )?(?:denied|not permitted|prohibited)", r"not permitted to relay", r"unable to relay", r"relay not allowed"),
+        _patterns(
+            r"relay(?:ing)? (?:access )?(?:denied|not permitted|prohibited)",
+            r"not permitted to relay",
+            r"unable to relay",
+            r"relay not allowed",
+        ),
     ),
     (
         "securityerror",
-        _patterns(r"tls (?:required|is required)", r"encryption required", r"certificate", r"please use the smtp server"),
+        _patterns(
+            r"tls (?:required|is required)",
+            r"encryption required",
+            r"certificate",
+            r"please use the smtp server",
+        ),
     ),
     (
         "toomanyconn",
-        _patterns(r"too many (?:connections|recipients|messages|mails|errors|hops)", r"rate limit", r"try again later", r"throttl"),
+        _patterns(
+            r"too many (?:connections|recipients|messages|mails|errors|hops)",
+            r"rate limit",
+            r"try again later",
+            r"throttl",
+        ),
     ),
     (
         "suspend",
@@ -304,6 +327,11 @@ TEXT_REASONS: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
         "policyviolation",
         _patterns(r"policy", r"prohibited", r"not allowed", r"not permitted"),
+    ),
+    (
+        # Postfix's bare refusal of a recipient, with no reason given, is the unknown address.
+        "userunknown",
+        _patterns(r"recipient address rejected\.?(?:$| \(|\s*<|\s*\[)"),
     ),
     (
         "expired",
@@ -322,7 +350,9 @@ TEXT_REASONS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ),
     (
         "networkerror",
-        _patterns(r"network", r"connection (?:lost|reset|closed)", r"loop", r"too many hops", r"dns"),
+        _patterns(
+            r"network", r"connection (?:lost|reset|closed)", r"loop", r"too many hops", r"dns"
+        ),
     ),
     (
         "filtered",
@@ -338,7 +368,13 @@ TEXT_REASONS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ),
     (
         "systemerror",
-        _patterns(r"system error", r"internal error", r"server error", r"temporary failure", r"local error"),
+        _patterns(
+            r"system error",
+            r"internal error",
+            r"server error",
+            r"temporary failure",
+            r"local error",
+        ),
     ),
 )
 
@@ -441,7 +477,15 @@ def status_reason(status: str) -> str:
 
 # Causes a text match only names loosely: a specific status code is more reliable than these.
 WEAK_TEXT_REASONS = frozenset(
-    {"filtered", "rejected", "mailererror", "systemerror", "networkerror", "policyviolation", "suspend"}
+    {
+        "filtered",
+        "rejected",
+        "mailererror",
+        "systemerror",
+        "networkerror",
+        "policyviolation",
+        "suspend",
+    }
 )
 
 
@@ -461,4 +505,12 @@ def reason(status: str, reply_code: str, text: str) -> str:
 def classify(status: str, reply_code: str, text: str) -> tuple[str, bool]:
     """(kind, hard) of a failure with this enhanced status code, SMTP reply code and text."""
     cause = reason(status, reply_code, text)
-    return REASON_KINDS[cause], cause in HARD_REASONS
+    return REASON_KINDS[cause], is_hard(cause, status)
+
+
+def is_hard(cause: str, status: str) -> bool:
+    """Whether a failure with this cause says the address cannot receive mail. A temporary (4.x.x)
+    "accepts no mail" is a server that refuses for now, not an address without mail service."""
+    if cause == "notaccept" and status.startswith("4"):
+        return False
+    return cause in HARD_REASONS

@@ -240,7 +240,7 @@ def _part_text(part: Message) -> str:
         charset = part.get_content_charset()
     except Exception:
         charset = None
-    text = _decode(data[:MAX_TEXT * 2], charset)
+    text = _decode(data[: MAX_TEXT * 2], charset)
     if part.get_content_subtype() == "html":
         text = _html_text(text)
     return _clip(text)
@@ -253,7 +253,7 @@ ANY_TAG_RE = re.compile(r"<[^<>]{0,2000}>")
 def _html_text(html: str) -> str:
     import html as html_lib
 
-    text = re.sub(r"(?is)<(script|style)\b.*?</\1\s*>", " ", html[:MAX_TEXT * 2])
+    text = re.sub(r"(?is)<(script|style)\b.*?</\1\s*>", " ", html[: MAX_TEXT * 2])
     text = TAG_RE.sub("\n", text)
     text = ANY_TAG_RE.sub(" ", text)
     return html_lib.unescape(text)
@@ -367,7 +367,7 @@ def _parse_headers(text: str) -> Message:
     start = 0
     while start < len(lines) and start < 20 and not FIELD_RE.match(lines[start].strip()):
         start += 1
-    block = "\n".join(line.strip() if not line[:1] in " \t" else line for line in lines[start:])
+    block = "\n".join(line.strip() if line[:1] not in " \t" else line for line in lines[start:])
     try:
         return HeaderParser(policy=compat32).parsestr(block[:MAX_TEXT], headersonly=True)
     except Exception:
@@ -405,7 +405,12 @@ def _read(msg: Message, parts: list[Part]) -> Report:
     if ses is not None:
         return ses if ses.original else _with_original(ses, report.original)
 
-    dsn_groups = [g for part in parts if part.fields is not None and part.ctype == "message/delivery-status" for g in part.fields]
+    dsn_groups = [
+        g
+        for part in parts
+        if part.fields is not None and part.ctype == "message/delivery-status"
+        for g in part.fields
+    ]
     if not dsn_groups:
         dsn_groups = _embedded_dsn(notice)
     if dsn_groups:
@@ -485,7 +490,13 @@ def _embedded_dsn(notice: str) -> list[list[tuple[str, str]]]:
     if not re.search(r"^\s*(?:final|original)-recipient:", notice, re.I | re.M):
         return []
     groups = _text_field_groups("\n".join(line.strip() for line in notice.splitlines()))
-    return [g for g in groups if any(k.lower() in ("final-recipient", "original-recipient", "action", "status") for k, _ in g)]
+    return [
+        g
+        for g in groups
+        if any(
+            k.lower() in ("final-recipient", "original-recipient", "action", "status") for k, _ in g
+        )
+    ]
 
 
 def _read_dsn(report: Report, groups: list[list[tuple[str, str]]], notice: str) -> None:
@@ -494,9 +505,11 @@ def _read_dsn(report: Report, groups: list[list[tuple[str, str]]], notice: str) 
         fields: dict[str, str] = {}
         for name, value in group:
             fields.setdefault(name.lower(), value)
-        recipient = _address(fields.get("final-recipient", "")) or _address(
-            fields.get("original-recipient", "")
-        ) or _address(fields.get("x-actual-recipient", ""))
+        recipient = (
+            _address(fields.get("final-recipient", ""))
+            or _address(fields.get("original-recipient", ""))
+            or _address(fields.get("x-actual-recipient", ""))
+        )
         if not recipient or recipient in seen:
             continue
         action = fields.get("action", "").strip().lower().split(" ")[0]
@@ -510,17 +523,27 @@ def _read_dsn(report: Report, groups: list[list[tuple[str, str]]], notice: str) 
         if not status and not action:
             continue
         if not status:
-            first = reply_code[:1] if reply_code[:1] in ("4", "5") else ("4" if action == "delayed" else "5")
+            first = (
+                reply_code[:1]
+                if reply_code[:1] in ("4", "5")
+                else ("4" if action == "delayed" else "5")
+            )
             status = f"{first}.0.0"
-        if action == "delayed" or (not action and status.startswith("4") and DELAY_RE.search(notice)):
-            report.delayed.append(_failure(recipient, status, reply_code, diagnostic_text or block, block))
+        if action == "delayed" or (
+            not action and status.startswith("4") and DELAY_RE.search(notice)
+        ):
+            report.delayed.append(
+                _failure(recipient, status, reply_code, diagnostic_text or block, block)
+            )
             seen.add(recipient)
             continue
         if status.startswith("2"):
             continue
         diagnostic_type = diagnostic.split(";")[0].strip().lower() if ";" in diagnostic else ""
         report.failures.append(
-            _failure(recipient, status, reply_code, diagnostic_text or block, block, diagnostic_type)
+            _failure(
+                recipient, status, reply_code, diagnostic_text or block, block, diagnostic_type
+            )
         )
         seen.add(recipient)
 
@@ -575,7 +598,12 @@ FAILED_REPLY_RE = re.compile(r"(?<![\w.#\-/:])[45][0-5]\d(?:[ \-]|$)", re.M)
 
 
 def _failure(
-    recipient: str, status: str, reply_code: str, text: str, context: str = "", diagnostic_type: str = ""
+    recipient: str,
+    status: str,
+    reply_code: str,
+    text: str,
+    context: str = "",
+    diagnostic_type: str = "",
 ) -> Failure:
     text = _clip(text)
     cause = kinds.reason(status, reply_code, text)
@@ -584,14 +612,15 @@ def _failure(
     # answer, and one answered to MAIL FROM is about the sender: neither says the address is dead.
     # A status code that names the mailbox (X.1.1, X.1.2 ...) outweighs where the reply came.
     named = kinds.status_reason(status) in kinds.HARD_REASONS
-    if command == "DATA" and cause in ("userunknown", "hostunknown") and status[1:] == ".0.0":
+    if command == "DATA" and cause in ("userunknown", "hostunknown") and not named:
         cause = "filtered"
     elif command == "MAIL" and cause in ("userunknown", "hostunknown") and not named:
         cause = "rejected"
     if diagnostic_type in ("x-unix", "x-local") and cause not in ("mailboxfull", "exceedlimit"):
         cause = "mailererror"
     kind = kinds.REASON_KINDS[cause]
-    return Failure(recipient, status, reply_code, kind, cause in kinds.HARD_REASONS, _collapse(text)[:1000])
+    hard = kinds.is_hard(cause, status)
+    return Failure(recipient, status, reply_code, kind, hard, _collapse(text)[:1000])
 
 
 # -- Notices without DSN fields -----------------------------------------------------------
@@ -638,7 +667,17 @@ QUOTED_ADDRESS_RE = re.compile(r"<\s*(" + ADDRESS_RE.pattern + r")\s*>")
 
 
 LEADING_ADDRESS_RE = re.compile(
-    r"^[ \t]*(?:[-*>]+[ \t]*)?<?(" + ADDRESS_RE.pattern + r")>?[ \t]*(?:$|:|\.\.\.|,|;|\(|\[|\s+on\s|\s+-)",
+    r"^[ \t]*(?:[-*>]+[ \t]*)?<?("
+    + ADDRESS_RE.pattern
+    + r")>?[ \t]*(?:$|:|\.\.\.|,|;|\(|\[|\s+on\s|\s+-)",
+    re.I,
+)
+
+
+# Lines of a quoted original (or of the notice's own headers) name senders and message ids.
+HEADER_LINE_RE = re.compile(
+    r"^\s*(?:message-id|received|in-reply-to|references|return-path|from|to|cc|date|subject|"
+    r"sender|reply-to|dkim-signature|x-[\w\-]+)\s*:",
     re.I,
 )
 
@@ -665,6 +704,8 @@ def _notice_recipients(
             if address not in seen_leading and not ROBOT_RE.match(address):
                 seen_leading.add(address)
                 leading.append((address, i))
+        if HEADER_LINE_RE.match(line):
+            continue
         for m in ADDRESS_RE.finditer(line):
             address = m.group(0).strip(".").lower()
             if address in seen_inline or address in excluded or ROBOT_RE.match(address):
@@ -677,7 +718,9 @@ def _notice_recipients(
     failed = [a.strip().lower() for a in _header(msg, "X-Failed-Recipients").split(",") if "@" in a]
     if failed:
         named = {a for a, _ in found}
-        found = [(a, i) for a, i in found if a in failed] + [(a, -1) for a in failed if a not in named]
+        found = [(a, i) for a, i in found if a in failed] + [
+            (a, -1) for a in failed if a not in named
+        ]
     result = []
     for n, (address, start) in enumerate(found):
         if start < 0:
@@ -693,7 +736,9 @@ def _names_recipient(line: str, start: int, end: int) -> bool:
     """Whether an address at [start:end) of a line is written as the subject of the notice,
     not quoted inside an SMTP reply about something else (a sender, a postmaster contact)."""
     before = line[:start].lower()
-    if re.search(r"(?:from|sender|mail from|envelope-from|contact|reply-to|by|postmaster)[:\s<]*$", before):
+    if re.search(
+        r"(?:from|sender|mail from|envelope-from|contact|reply-to|by|postmaster)[:\s<]*$", before
+    ):
         return False
     if re.search(r"mail from:?\s*<?$", before):
         return False
@@ -702,7 +747,16 @@ def _names_recipient(line: str, start: int, end: int) -> bool:
 
 def _excluded_addresses(msg: Message, original: Original | None) -> set[str]:
     excluded = set()
-    for name in ("To", "From", "Return-Path", "Delivered-To", "X-Original-To", "Sender", "Reply-To", "Envelope-To"):
+    for name in (
+        "To",
+        "From",
+        "Return-Path",
+        "Delivered-To",
+        "X-Original-To",
+        "Sender",
+        "Reply-To",
+        "Envelope-To",
+    ):
         for m in ADDRESS_RE.finditer(_header(msg, name)):
             excluded.add(m.group(0).lower())
     if original is not None:
@@ -712,7 +766,9 @@ def _excluded_addresses(msg: Message, original: Original | None) -> set[str]:
 
 def _fallback_recipient(msg: Message, original: Original | None) -> str:
     """With no recipient in the notice, the one recipient of the original message."""
-    candidates = [a.strip().lower() for a in _header(msg, "X-Failed-Recipients").split(",") if "@" in a]
+    candidates = [
+        a.strip().lower() for a in _header(msg, "X-Failed-Recipients").split(",") if "@" in a
+    ]
     if not candidates and original is not None and original.to:
         addresses = {m.group(0).lower() for m in ADDRESS_RE.finditer(original.to)}
         if len(addresses) == 1:
@@ -725,7 +781,7 @@ def _fallback_recipient(msg: Message, original: Original | None) -> str:
 
 def _complaint(msg: Message, parts: list[Part]) -> Complaint | None:
     try:
-        report_type = (msg.get_param("report-type") or "")
+        report_type = msg.get_param("report-type") or ""
     except Exception:
         report_type = ""
     report_type = str(report_type).lower()
@@ -778,7 +834,9 @@ def _amazon_notification(notice: str) -> Report | None:
             for r in complaint.get("complainedRecipients", [])
             if isinstance(r, dict)
         ]
-        report.complaint = Complaint(recipients, str(complaint.get("complaintFeedbackType", "abuse")))
+        report.complaint = Complaint(
+            recipients, str(complaint.get("complaintFeedbackType", "abuse"))
+        )
         return report
     if kind != "Bounce":
         return report
@@ -792,7 +850,9 @@ def _amazon_notification(notice: str) -> Report | None:
         status = _best_status(_enhanced(str(r.get("status", ""))) or _enhanced(diagnostic))
         if not status:
             status = "5.0.0" if permanent else "4.0.0"
-        failure = _failure(recipient, status, _reply(re.sub(r"^\s*smtp;\s*", "", diagnostic)), diagnostic)
+        failure = _failure(
+            recipient, status, _reply(re.sub(r"^\s*smtp;\s*", "", diagnostic)), diagnostic
+        )
         if permanent or status.startswith("5"):
             report.failures.append(failure)
         else:

@@ -56,7 +56,9 @@ class Command(BaseCommand):
             self.stdout.write(f"{path}\t{describe(report)}")
             for f in report.failures:
                 hard = "hard" if f.hard else "soft"
-                self.stdout.write(f"\t{f.recipient}\t{f.status}\t{f.reply_code or '-'}\t{f.kind}\t{hard}")
+                self.stdout.write(
+                    f"\t{f.recipient}\t{f.status}\t{f.reply_code or '-'}\t{f.kind}\t{hard}"
+                )
 
 
 def describe(report: Report) -> str:
