@@ -178,6 +178,8 @@ TEXT_REASONS: tuple[tuple[str, re.Pattern[str]], ...] = (
             r"dns (?:error|lookup failed).*(?:domain|host)",
             r"cannot resolve",
             r"no route to host",
+            # A 553 that says a name "does not exist" without a local part names the domain.
+            r"\b553 (?:[0-9.]+ )?[a-z0-9\-]+(?:\.[a-z0-9\-]+)+ does not exist",
         ),
     ),
     (
@@ -489,8 +491,7 @@ WEAK_TEXT_REASONS = frozenset(
 )
 
 
-def reason(status: str, reply_code: str, text: str) -> str:
-    """The cause of a failure: one of ``REASON_KINDS``."""
+def _base_reason(status: str, reply_code: str, text: str) -> str:
     by_text = text_reason(text)
     by_status = status_reason(status)
     if by_text and not (by_text in WEAK_TEXT_REASONS and by_status and not status.endswith(".0.0")):
@@ -502,9 +503,133 @@ def reason(status: str, reply_code: str, text: str) -> str:
     return REPLY_REASONS.get(reply_code, "undefined")
 
 
-def classify(status: str, reply_code: str, text: str) -> tuple[str, bool]:
-    """(kind, hard) of a failure with this enhanced status code, SMTP reply code and text."""
-    cause = reason(status, reply_code, text)
+# Enhanced codes that themselves say the recipient's mailbox address is bad (RFC 3463: X.1.0 other
+# address status, X.1.1 bad mailbox, X.1.3 bad mailbox syntax, X.1.10 the address has null MX).
+MAILBOX_STATUSES = frozenset({"1.0", "1.1", "1.3", "1.10"})
+
+
+def _subject_detail(status: str) -> str:
+    return status.split(".", 1)[1] if status.count(".") == 2 else ""
+
+
+# Phrases that some MTAs write about their OWN directory or account state (not a relayed reply),
+# so they decide the cause whatever the SMTP command: Lotus Domino's directory lookups, Exchange
+# 2003's MSEXCH diagnostic codes, McAfee appliances' recipient check, au (KDDI) EZweb's headline.
+AUTHORITATIVE_REASONS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (
+        "userunknown",
+        _patterns(
+            r"not listed in (?:the )?domino directory",
+            r"not listed in public name & address book",
+            r"domino ?ディレクトリには見つかりません",
+            r"msexch:.{0,200}\(000c05a6\)",
+            r"<[^<>\s]+@[^<>\s]+>\.{3} user not exist",
+            r"\buser \([^()\s]+@[^()\s]+\) unknown\.",
+        ),
+    ),
+    ("filtered", _patterns(r"msexch:.{0,200}\(000c0595\)", r"cannot route mail to user")),
+    ("systemerror", _patterns(r"msexch:.{0,200}\((?:00010256|000d06b5)\)")),
+    ("networkerror", _patterns(r"msexch:.{0,200}\(00120270\)")),
+    ("contenterror", _patterns(r"msexch:.{0,200}\((?:00050311|000502cc)\)")),
+    ("mailboxfull", _patterns(r"the user\(s\) account is temporarily over quota")),
+    (
+        "suspend",
+        _patterns(
+            r"the user\(s\) account is disabled", r"the user\(s\) account is temporarily limited"
+        ),
+    ),
+)
+
+# Orange and La Poste (France) end their replies with a code such as "LPN007_416" or
+# "OFR_506"; its last three digits name the cause.
+FRANCE_PTT_RE = re.compile(r"\b(?:lpn|ofr|ouk)(?:_\d{3}|\d{3}[-_]\d{3})\b")
+FRANCE_PTT_REASONS = {
+    "102": "blocked",
+    "103": "blocked",
+    "104": "toomanyconn",
+    "305": "securityerror",
+    "401": "blocked",
+    "402": "securityerror",
+    "403": "rejected",
+    "405": "rejected",
+    "415": "rejected",
+    "416": "userunknown",
+    "417": "mailboxfull",
+    "418": "userunknown",
+    "420": "suspend",
+    "421": "rejected",
+    "426": "suspend",
+    "505": "systemerror",
+    "506": "spamdetected",
+    "510": "blocked",
+    "514": "mesgtoobig",
+    "999": "blocked",
+}
+
+# au (KDDI) answers "550 : User unknown" (no address) for a recipient whose filter refuses the
+# sender, and "550 <address>: User unknown" for an address that does not exist.
+KDDI_DOMAINS = ("ezweb.ne.jp", "au.com")
+
+
+def fixed_reason(text: str, domain: str = "") -> str:
+    """A cause that a known MTA's or provider's own wording fixes, or "" when none does."""
+    low = " ".join(text.lower().split())
+    if not low:
+        return ""
+    for cause, pattern in AUTHORITATIVE_REASONS:
+        if pattern.search(low):
+            return cause
+    m = FRANCE_PTT_RE.search(low)
+    if m:
+        cause = FRANCE_PTT_REASONS.get(m.group(0)[-3:])
+        if cause:
+            return cause
+    if domain.endswith(KDDI_DOMAINS):
+        if "550 : user unknown" in low:
+            return "filtered"
+        if ">: user unknown" in low:
+            return "userunknown"
+    return ""
+
+
+def reason(
+    status: str, reply_code: str, text: str, command: str = "", domain: str = ""
+) -> str:
+    """The cause of a failure: one of ``REASON_KINDS``.
+
+    ``command`` is the SMTP command the failing reply answered ("RCPT", "DATA", "MAIL" ...) when
+    the notice says it. An "unknown user" is only believed when the status code names the mailbox
+    (X.1.1) or the reply answered RCPT TO, where servers check addresses. The same words after
+    DATA, or from a notice that does not say when they came, are a filter's answer about this
+    message (e.g. a recipient who refuses the sender), which says nothing against the address; and
+    to MAIL FROM they are about the sender."""
+    fixed = fixed_reason(text, domain)
+    if fixed:
+        return fixed
+    cause = _base_reason(status, reply_code, text)
+    detail = _subject_detail(status)
+    if cause == "userunknown" and detail == "1.6":
+        # X.1.6: the mailbox has moved; "not our customer" and the like say the same.
+        return "hasmoved"
+    if cause == "userunknown":
+        if command == "MAIL" and detail != "1.1":
+            return "rejected"
+        if detail in MAILBOX_STATUSES or command == "RCPT":
+            return cause
+        if command in ("HELO", "CONN"):
+            return "blocked"
+        return "filtered"
+    if cause == "hostunknown" and command == "MAIL" and detail != "1.2":
+        return "rejected"
+    return cause
+
+
+def classify(
+    status: str, reply_code: str, text: str, command: str = "", domain: str = ""
+) -> tuple[str, bool]:
+    """(kind, hard) of a failure with this enhanced status code, SMTP reply code, text, the SMTP
+    command the reply answered (when known) and the recipient's domain."""
+    cause = reason(status, reply_code, text, command, domain)
     return REASON_KINDS[cause], is_hard(cause, status)
 
 

@@ -266,11 +266,21 @@ def _field_groups(part: Message) -> list[list[tuple[str, str]]]:
         groups = []
         for sub in payload[:MAX_RECIPIENTS]:
             if isinstance(sub, Message):
-                groups.append([(k, _collapse(str(v))) for k, v in sub.items()])
+                groups.append([(k, _collapse(_iso2022(str(v)))) for k, v in sub.items()])
         # compat32 stops a group at the first line it cannot read as a header; its body may
         # hold the next groups of a DSN written without blank lines between them.
         return groups
     return _text_field_groups(_part_text(part))
+
+
+def _iso2022(value: str) -> str:
+    """A header value written in raw ISO-2022-JP (Japanese MTAs put it in DSN fields unencoded)."""
+    if "\x1b$" not in value:
+        return value
+    try:
+        return value.encode("latin-1").decode("iso-2022-jp")
+    except (UnicodeError, LookupError):
+        return value
 
 
 FIELD_RE = re.compile(r"^([A-Za-z][A-Za-z0-9\-]{0,60}):[ \t]*(.*)$")
@@ -540,12 +550,40 @@ def _read_dsn(report: Report, groups: list[list[tuple[str, str]]], notice: str) 
         if status.startswith("2"):
             continue
         diagnostic_type = diagnostic.split(";")[0].strip().lower() if ";" in diagnostic else ""
+        category = fields.get("x-powermta-bouncecategory", "").strip().lower()
+        cause = POWERMTA_CATEGORIES.get(category) or kinds.fixed_reason(_intro(notice))
         report.failures.append(
             _failure(
-                recipient, status, reply_code, diagnostic_text or block, block, diagnostic_type
+                recipient,
+                status,
+                reply_code,
+                diagnostic_text or block,
+                block,
+                diagnostic_type,
+                cause,
             )
         )
         seen.add(recipient)
+
+
+# PowerMTA writes its own classification of each failure into the DSN.
+POWERMTA_CATEGORIES = {
+    "bad-domain": "hostunknown",
+    "bad-mailbox": "userunknown",
+    "inactive-mailbox": "suspend",
+    "message-expired": "expired",
+    "no-answer-from-host": "networkerror",
+    "policy-related": "policyviolation",
+    "quota-issues": "mailboxfull",
+    "routing-errors": "systemerror",
+    "spam-related": "spamdetected",
+}
+
+
+def _intro(notice: str) -> str:
+    """The notice's headline: its text before the first address (the MTA's own words)."""
+    m = ADDRESS_RE.search(notice[:4000])
+    return notice[: m.start()] if m else notice[:4000]
 
 
 def _dsn_status(status_field: str, diagnostic: str, block: str) -> str:
@@ -579,13 +617,24 @@ COMMAND_RE = re.compile(
 )
 
 
+# Wordings that place a refusal at RCPT TO without naming the command: Postfix's recipient
+# restrictions ("Recipient address rejected"), a transcript's "RCPT TO:<...>", "SMTP:RCPT"
+# (Novell GroupWise and others), Yahoo's "[RCPT_TO]", Oracle Messaging Server's "Remote SMTP
+# server has rejected address".
+RCPT_HINT_RE = re.compile(
+    r"recipient address rejected|\brcpt to:\s*<|\bsmtp:rcpt\b|\[rcpt_to\]|"
+    r"server has rejected (?:the )?address",
+    re.I,
+)
+
+
 def _command(text: str) -> str:
     """The SMTP command a failing reply answered ("DATA", "RCPT", "MAIL"), when the text says it:
     the last one named before the first 4xx/5xx reply (a session transcript), else the first one
     named after it ("... (in reply to RCPT TO command)")."""
     matches = list(COMMAND_RE.finditer(text[:MAX_TEXT]))
     if not matches:
-        return ""
+        return "RCPT" if RCPT_HINT_RE.search(text[:MAX_TEXT]) else ""
     failed = FAILED_REPLY_RE.search(text)
     at = failed.start() if failed else len(text)
     before = [m for m in matches if m.start() < at]
@@ -604,18 +653,12 @@ def _failure(
     text: str,
     context: str = "",
     diagnostic_type: str = "",
+    cause: str = "",
 ) -> Failure:
     text = _clip(text)
-    cause = kinds.reason(status, reply_code, text)
     command = _command(text) or _command(context)
-    # An "unknown user" answered only after the message was sent (DATA) is a content filter's
-    # answer, and one answered to MAIL FROM is about the sender: neither says the address is dead.
-    # A status code that names the mailbox (X.1.1, X.1.2 ...) outweighs where the reply came.
-    named = kinds.status_reason(status) in kinds.HARD_REASONS
-    if command == "DATA" and cause in ("userunknown", "hostunknown") and not named:
-        cause = "filtered"
-    elif command == "MAIL" and cause in ("userunknown", "hostunknown") and not named:
-        cause = "rejected"
+    domain = recipient.rpartition("@")[2]
+    cause = cause or kinds.reason(status, reply_code, text, command, domain)
     if diagnostic_type in ("x-unix", "x-local") and cause not in ("mailboxfull", "exceedlimit"):
         cause = "mailererror"
     kind = kinds.REASON_KINDS[cause]
