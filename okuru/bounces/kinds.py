@@ -584,6 +584,9 @@ def fixed_reason(text: str, domain: str = "") -> str:
         cause = FRANCE_PTT_REASONS.get(m.group(0)[-3:])
         if cause:
             return cause
+    if domain == "vtext.com" and "no such user here" in low:
+        # Verizon's SMS gateway answers so for a number that has no account.
+        return "userunknown"
     if domain.endswith(KDDI_DOMAINS):
         if "550 : user unknown" in low:
             return "filtered"

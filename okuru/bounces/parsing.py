@@ -97,7 +97,7 @@ ROBOT_RE = re.compile(
     re.I,
 )
 BOUNCE_SENDER_RE = re.compile(
-    r"mailer-?daemon|postmaster|mail delivery|delivery (?:subsystem|system)|"
+    r"mailer-?daemon|post_?master|mail delivery|delivery (?:subsystem|system)|"
     r"mail administrator|system administrator|mail ?router|no-?reply@.*(?:bounce|mail)",
     re.I,
 )
@@ -400,7 +400,31 @@ def parse(raw: bytes) -> Report:
     return _read(msg, parts)
 
 
-def _read(msg: Message, parts: list[Part]) -> Report:
+def _read(msg: Message, parts: list[Part], nested: bool = False) -> Report:
+    report = _read_outer(msg, parts)
+    if nested or report.complaint or report.auto_reply:
+        return report
+    if any(p.ctype == "message/delivery-status" for p in parts):
+        return report
+    # A bounce forwarded whole (a gateway's notice that attaches the DSN it received): read the
+    # attached report once.
+    for part in parts:
+        inner = part.message
+        if inner is None:
+            continue
+        try:
+            inner_parts = _walk(inner)
+        except RecursionError:
+            return report
+        if any(p.ctype == "message/delivery-status" for p in inner_parts):
+            inner_report = _read(inner, inner_parts, nested=True)
+            if inner_report.failures or inner_report.delayed:
+                return inner_report
+        break
+    return report
+
+
+def _read_outer(msg: Message, parts: list[Part]) -> Report:
     report = Report()
     notice, tail = _notice(parts)
     report.original = _original(parts, notice, tail)
@@ -424,7 +448,7 @@ def _read(msg: Message, parts: list[Part]) -> Report:
     if not dsn_groups:
         dsn_groups = _embedded_dsn(notice)
     if dsn_groups:
-        _read_dsn(report, dsn_groups, notice)
+        _read_dsn(report, dsn_groups, notice, msg)
         if report.failures or report.delayed:
             return report
 
@@ -509,7 +533,36 @@ def _embedded_dsn(notice: str) -> list[list[tuple[str, str]]]:
     ]
 
 
-def _read_dsn(report: Report, groups: list[list[tuple[str, str]]], notice: str) -> None:
+# Amazon SES's inbound rules reject with fixed template texts; "Mailbox does not exist" there is
+# a receiving rule's refusal, not a directory lookup.
+SES_RECEIVING_REASONS = (
+    ("mailbox does not exist", "filtered"),
+    ("message too large", "mesgtoobig"),
+    ("mailbox full", "mailboxfull"),
+    ("message content rejected", "contenterror"),
+)
+
+
+def _format_cause(msg: Message | None, notice: str, diagnostic: str) -> str:
+    """The cause a known notice format fixes for this diagnostic, or ""."""
+    if (
+        msg is not None
+        and msg.get("X-SES-Outgoing")
+        and notice.lstrip().lower().startswith("this message could not be delivered.")
+    ):
+        low = diagnostic.lower()
+        for phrase, cause in SES_RECEIVING_REASONS:
+            if phrase in low:
+                return cause
+    return ""
+
+
+def _read_dsn(
+    report: Report,
+    groups: list[list[tuple[str, str]]],
+    notice: str,
+    msg: Message | None = None,
+) -> None:
     seen: set[str] = set()
     for group in groups:
         fields: dict[str, str] = {}
@@ -551,7 +604,11 @@ def _read_dsn(report: Report, groups: list[list[tuple[str, str]]], notice: str) 
             continue
         diagnostic_type = diagnostic.split(";")[0].strip().lower() if ";" in diagnostic else ""
         category = fields.get("x-powermta-bouncecategory", "").strip().lower()
-        cause = POWERMTA_CATEGORIES.get(category) or kinds.fixed_reason(_intro(notice))
+        cause = (
+            POWERMTA_CATEGORIES.get(category)
+            or _format_cause(msg, notice, diagnostic_text)
+            or kinds.fixed_reason(_intro(notice))
+        )
         report.failures.append(
             _failure(
                 recipient,
@@ -617,12 +674,11 @@ COMMAND_RE = re.compile(
 )
 
 
-# Wordings that place a refusal at RCPT TO without naming the command: Postfix's recipient
-# restrictions ("Recipient address rejected"), a transcript's "RCPT TO:<...>", "SMTP:RCPT"
-# (Novell GroupWise and others), Yahoo's "[RCPT_TO]", Oracle Messaging Server's "Remote SMTP
-# server has rejected address".
+# Wordings that place a refusal at RCPT TO without naming the command: a transcript's
+# "RCPT TO:<...>", "SMTP:RCPT" (Novell GroupWise and others), Yahoo's "[RCPT_TO]", Oracle
+# Messaging Server's "Remote SMTP server has rejected address".
 RCPT_HINT_RE = re.compile(
-    r"recipient address rejected|\brcpt to:\s*<|\bsmtp:rcpt\b|\[rcpt_to\]|"
+    r"\brcpt to:\s*<|\bsmtp:rcpt\b|\[rcpt_to\]|"
     r"server has rejected (?:the )?address",
     re.I,
 )
@@ -698,6 +754,15 @@ def _read_notice(report: Report, msg: Message, subject: str, notice: str) -> Non
         status = _best_status(codes)
         if not status:
             first = reply_code[:1] if reply_code[:1] in ("4", "5") else ("4" if delayed else "5")
+            if (
+                not reply_code
+                and EXIM_NOTICE_RE.search(notice)
+                and _header(msg, "From").lstrip('" ').lower().startswith("mail delivery system")
+                and kinds.reason("", "", text) in ("expired", "mailboxfull")
+            ):
+                # Exim gives up on a retry timeout or a full mailbox without any code; both are
+                # conditions of the moment (4.x.x), though Exim stops trying.
+                first = "4"
             status = f"{first}.0.0"
         failure = _failure(recipient, status, reply_code, text, notice)
         if delayed:
@@ -705,6 +770,8 @@ def _read_notice(report: Report, msg: Message, subject: str, notice: str) -> Non
         else:
             report.failures.append(failure)
 
+
+EXIM_NOTICE_RE = re.compile(r"^This message was created automatically by mail delivery software\.", re.M)
 
 QUOTED_ADDRESS_RE = re.compile(r"<\s*(" + ADDRESS_RE.pattern + r")\s*>")
 
