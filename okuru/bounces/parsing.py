@@ -90,7 +90,7 @@ ADDRESS_RE = re.compile(
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-][A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]{0,63}"
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![A-Za-z0-9\-])"
 )
-REPLY_RE = re.compile(r"(?<![\w.#\-/:])([245][0-5]\d)(?:[ \-]|$)", re.M)
+REPLY_RE = re.compile(r"(?<![\w.#\-/:])([45][0-5]\d)(?:[ \-]|$)", re.M)
 ROBOT_RE = re.compile(
     r"^(?:mailer-daemon|postmaster|mail-daemon|maildaemon|mailerdaemon|bounces?|"
     r"mdaemon|nobody|root|daemon|administrator|system)(?:@|$)",
@@ -475,7 +475,9 @@ def _notice(parts: list[Part]) -> tuple[str, str]:
             break
         if part.fields is not None:
             continue
-        if part.ctype.startswith("text/") or part.ctype == "application/octet-stream":
+        # A multipart whose boundary parameter was lost (a header folded without indentation)
+        # arrives as one leaf; its raw text still holds the notice.
+        if part.ctype.startswith(("text/", "multipart/")) or part.ctype == "application/octet-stream":
             if part.ctype == "text/html" and texts:
                 continue
             texts.append(part.text)
