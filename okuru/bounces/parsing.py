@@ -131,7 +131,8 @@ PERMANENT_RE = re.compile(
     re.I,
 )
 SEPARATOR_RE = re.compile(
-    r"^[ \t]*(?:[-=_*]{2,}|\|)?[ \t]*(?:"
+    # Sendmail opens its notice with "The original message was received at ...": not a separator.
+    r"^[ \t]*(?:[-=_*]{2,}|\|)?[ \t]*(?!the original message was received )(?:"
     r"(?:the )?original message(?: follows| headers?| was| is)?|"
     r"below this line is a copy of the message|"
     r"this is a copy of the message|"
