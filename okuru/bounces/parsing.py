@@ -124,6 +124,13 @@ DELAY_RE = re.compile(
     r"has not yet been delivered|delivery (?:to the following recipients? )?(?:has been )?delayed",
     re.I,
 )
+# Wordings only a delay warning uses; they outweigh a permanent-sounding template line ("The
+# following addresses had fatal errors") in the same notice.
+STRONG_DELAY_RE = re.compile(
+    r"this is a warning message only|will be retried for|no action is required on your part|"
+    r"delivery status notification \(delay\)",
+    re.I,
+)
 PERMANENT_RE = re.compile(
     r"permanent|given up|giving up|failed permanently|could not be delivered|"
     r"couldn't be delivered|not be delivered|fatal error|was not delivered|unable to deliver|"
@@ -745,8 +752,9 @@ def _read_notice(report: Report, msg: Message, subject: str, notice: str) -> Non
         if not fallback:
             return
         recipients = [(fallback, notice)]
-    delayed = bool(DELAY_RE.search(subject) or DELAY_RE.search(notice)) and not PERMANENT_RE.search(
-        notice
+    delayed = bool(STRONG_DELAY_RE.search(subject) or STRONG_DELAY_RE.search(notice)) or (
+        bool(DELAY_RE.search(subject) or DELAY_RE.search(notice))
+        and not PERMANENT_RE.search(notice)
     )
     for recipient, block in recipients[:MAX_RECIPIENTS]:
         codes = _enhanced(block)
