@@ -102,7 +102,12 @@ def test_it_finds_nothing_in_an_ordinary_message():
     "status, reply, text, expected",
     [
         ("5.1.1", "550", "User unknown", ("unknown_user", True)),
-        ("5.7.1", "553", "sorry, user unknown", ("unknown_user", True)),
+        (
+            "5.7.1",
+            "553",
+            "sorry, user unknown (in reply to RCPT TO command)",
+            ("unknown_user", True),
+        ),
         ("5.1.2", "550", "Host not found", ("no_domain", True)),
         ("5.1.10", "556", "Recipient address has null MX", ("refused", True)),
         ("5.1.6", "551", "User has moved", ("unknown_user", True)),
@@ -122,6 +127,221 @@ def test_it_finds_nothing_in_an_ordinary_message():
 )
 def test_it_classifies_failures(status, reply, text, expected):
     assert kinds.classify(status, reply, text) == expected
+
+
+@pytest.mark.parametrize(
+    "status, text, command, expected",
+    [
+        # Believed: the code names the mailbox, or the reply answered RCPT TO.
+        ("5.1.1", "550 5.1.1 User unknown", "", ("unknown_user", True)),
+        ("5.0.0", "550 User unknown", "RCPT", ("unknown_user", True)),
+        ("5.2.1", "550 5.2.1 <a@example.jp>... User Unknown", "RCPT", ("unknown_user", True)),
+        # Not believed: after DATA, or nobody says when; a filter refused this message.
+        ("5.0.0", "550 User unknown", "", ("refused", False)),
+        ("5.0.0", "550 User unknown", "DATA", ("refused", False)),
+        ("5.2.1", "550 5.2.1 <a@example.jp>... User Unknown", "", ("refused", False)),
+        (
+            "5.3.0",
+            "Other mail system problem 550 'Unknown user a@example.jp'",
+            "",
+            ("refused", False),
+        ),
+        # To MAIL FROM it is about the sender.
+        ("5.1.0", "553 5.1.0 neko.example.com does not exist", "MAIL", ("refused", False)),
+        # X.1.6: the mailbox moved, whatever words come with it.
+        ("5.1.6", "551 not our customer", "DATA", ("unknown_user", True)),
+    ],
+)
+def test_it_believes_an_unknown_user_only_at_rcpt_or_with_a_mailbox_code(
+    status, text, command, expected
+):
+    assert kinds.classify(status, "", text, command) == expected
+
+
+@pytest.mark.parametrize(
+    "text, domain, expected",
+    [
+        (
+            "User some.name (a@example.jp) not listed in Domino Directory",
+            "",
+            ("unknown_user", True),
+        ),
+        (
+            "ユーザー Neko (a@example.jp) は Domino ディレクトリには見つかりません。",
+            "",
+            ("unknown_user", True),
+        ),
+        (
+            "MSEXCH:IMS:EX CAT:EXAMPLE:EXCHANGE 0 (000C05A6) Unknown Recipient",
+            "",
+            ("unknown_user", True),
+        ),
+        (
+            "MSEXCH:IMS:EX CAT:EXAMPLE:EXCHANGE 0 (000C0595) Ambiguous Recipient",
+            "",
+            ("refused", False),
+        ),
+        (
+            "550 5.5.0 Adresse destinataire invalide. Invalid recipient. LPN007_416",
+            "",
+            ("unknown_user", True),
+        ),
+        ("550 mwinf5c04 ME Adresse IP source bloquee OFR006_102", "", ("refused", False)),
+        ("550 : User unknown", "ezweb.ne.jp", ("refused", False)),
+        ("550 <a@ezweb.ne.jp>: User unknown", "ezweb.ne.jp", ("unknown_user", True)),
+        (
+            "550 - Requested action not taken: no such user here",
+            "vtext.com",
+            ("unknown_user", True),
+        ),
+        ("550 - Requested action not taken: no such user here", "example.com", ("refused", False)),
+    ],
+)
+def test_it_takes_the_cause_a_known_mta_or_provider_wording_fixes(text, domain, expected):
+    assert kinds.classify("5.0.0", "550", text, "", domain) == expected
+
+
+JAMES = b"""From: post_master@sms.example.com
+To: news@okuru.example.com
+Subject: Re:Test message
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="OUTER"
+
+--OUTER
+Content-Type: multipart/alternative;
+boundary="INNER"
+
+--INNER
+Content-Type: text/plain; charset=us-ascii
+
+Error: Invalid user address
+
+Error message below:
+550 - Requested action not taken: no such user here
+
+Message details:
+  Subject: Test message
+  MAIL FROM: news@okuru.example.com
+  RCPT TO: 0000000000@sms.example.com
+  Size (in bytes): 222
+
+--INNER--
+--OUTER--
+"""
+
+
+def test_it_reads_a_james_notice_whose_multipart_lost_its_boundary():
+    report = parse(JAMES)
+    assert [f.as_dict() for f in report.failures] == [
+        {
+            "recipient": "0000000000@sms.example.com",
+            "status": "5.0.0",
+            "reply_code": "550",
+            "kind": "refused",
+            "hard": False,
+        }
+    ]
+
+
+SENDMAIL_WITHOUT_MIME_HEADER = b"""From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example.jp>
+To: news@okuru.example.com
+Subject: Returned mail: see transcript for details
+
+This is a MIME-encapsulated message
+
+--B.123/mx.example.jp
+
+The original message was received at Sun, 3 Jun 2018 14:22:02 +0900 (JST)
+from news@localhost
+
+   ----- The following addresses had permanent fatal errors -----
+kijitora
+    (expanded from: kijitora)
+
+   ----- Transcript of session follows -----
+kijitora... Deferred: Connection refused by [127.0.0.1]
+Message could not be delivered for 5 days
+Message will be deleted from queue
+
+--B.123/mx.example.jp
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.jp
+
+Final-Recipient: RFC822; kijitora@mx.example.jp
+Action: failed
+Status: 4.4.7
+
+--B.123/mx.example.jp--
+"""
+
+
+def test_it_reads_a_sendmail_notice_that_opens_with_the_original_message_line():
+    report = parse(SENDMAIL_WITHOUT_MIME_HEADER)
+    assert [(f.recipient, f.status, f.kind) for f in report.failures] == [
+        ("kijitora@mx.example.jp", "4.4.7", "other")
+    ]
+
+
+EXIM_RETRY_TIMEOUT = b"""From: Mail Delivery System <Mailer-Daemon@mail.example.net>
+To: news@okuru.example.com
+Subject: Mail delivery failed: returning message to sender
+X-Failed-Recipients: gone@example.com
+
+This message was created automatically by mail delivery software.
+
+A message that you sent could not be delivered to one or more of its
+recipients. This is a permanent error. The following address(es) failed:
+
+  gone@example.com
+    retry timeout exceeded
+"""
+
+
+def test_it_gives_exims_code_less_retry_timeout_a_temporary_status():
+    report = parse(EXIM_RETRY_TIMEOUT)
+    assert [(f.recipient, f.status, f.kind, f.hard) for f in report.failures] == [
+        ("gone@example.com", "4.0.0", "other", False)
+    ]
+
+
+def test_it_reads_a_dsn_forwarded_inside_a_gateways_notice():
+    inner = dsn(("gone@example.org", "failed", "5.1.1", "550 5.1.1 User unknown"))
+    outer = (
+        b"From: MAILER-DAEMON@gw.example.co.jp\nTo: news@okuru.example.com\n"
+        b"Subject: Returned mail: User unknown\nMIME-Version: 1.0\n"
+        b'Content-Type: multipart/mixed; boundary="GW"\n\n--GW\nContent-Type: text/plain\n\n'
+        b"The original message was received at Thu Oct 13 15:22:22 2015\n"
+        b"----- The following addresses had permanent delivery errors -----\n\n"
+        b"--GW\nContent-Type: message/rfc822\n\n" + inner + b"\n--GW--\n"
+    )
+    report = parse(outer)
+    assert [(f.recipient, f.status, f.hard) for f in report.failures] == [
+        ("gone@example.org", "5.1.1", True)
+    ]
+
+
+ZOHO_STYLE_DELAY = b"""From: mailer-daemon@mail.example.com
+To: news@okuru.example.com
+Subject: Mail Delivery Status Notification (Delay)
+
+This message was created automatically by mail delivery system.
+
+THIS IS A WARNING MESSAGE ONLY.
+
+YOU DO NOT NEED TO RESEND YOUR MESSAGE.
+
+----- The following addresses had fatal errors -----
+[Status: Error, Address: <slow@example.co.jp>, ResponseCode 421, , Host not reachable.]
+
+Message will be retried for 4 more day(s)
+"""
+
+
+def test_it_counts_a_warning_only_notice_as_a_delay_despite_fatal_wording():
+    report = parse(ZOHO_STYLE_DELAY)
+    assert report.failures == []
+    assert [f.recipient for f in report.delayed] == ["slow@example.co.jp"]
 
 
 def test_every_kind_is_an_error_kind_code():

@@ -491,6 +491,44 @@ WEAK_TEXT_REASONS = frozenset(
 )
 
 
+# Wordings that place a refusal at RCPT TO without naming the command: a transcript's
+# "RCPT TO:<...>", "SMTP:RCPT" (Novell GroupWise and others), Yahoo's "[RCPT_TO]", Oracle
+# Messaging Server's "Remote SMTP server has rejected address".
+COMMAND_RE = re.compile(
+    r"(?:in reply to|after|did not like our|response to|error (?:after|in)|>>>)\s*"
+    r"(?:the |end of |final )?(data|rcpt to|rcpt|mail from|mail|helo|ehlo|connect)\b",
+    re.I,
+)
+
+
+RCPT_HINT_RE = re.compile(
+    r"\brcpt to:\s*<|\bsmtp:rcpt\b|\[rcpt_to\]|"
+    r"server has rejected (?:the )?address",
+    re.I,
+)
+
+
+COMMAND_SCAN = 64 * 1024
+
+
+def command_of(text: str) -> str:
+    """The SMTP command a failing reply answered ("DATA", "RCPT", "MAIL"), when the text says it:
+    the last one named before the first 4xx/5xx reply (a session transcript), else the first one
+    named after it ("... (in reply to RCPT TO command)")."""
+    matches = list(COMMAND_RE.finditer(text[:COMMAND_SCAN]))
+    if not matches:
+        return "RCPT" if RCPT_HINT_RE.search(text[:COMMAND_SCAN]) else ""
+    failed = FAILED_REPLY_RE.search(text[:COMMAND_SCAN])
+    at = failed.start() if failed else len(text)
+    before = [m for m in matches if m.start() < at]
+    m = before[-1] if before else matches[0]
+    word = m.group(1).upper().split(" ")[0]
+    return {"EHLO": "HELO", "CONNECT": "CONN"}.get(word, word)
+
+
+FAILED_REPLY_RE = re.compile(r"(?<![\w.#\-/:])[45][0-5]\d(?:[ \-]|$)", re.M)
+
+
 def _base_reason(status: str, reply_code: str, text: str) -> str:
     by_text = text_reason(text)
     by_status = status_reason(status)
@@ -595,9 +633,7 @@ def fixed_reason(text: str, domain: str = "") -> str:
     return ""
 
 
-def reason(
-    status: str, reply_code: str, text: str, command: str = "", domain: str = ""
-) -> str:
+def reason(status: str, reply_code: str, text: str, command: str = "", domain: str = "") -> str:
     """The cause of a failure: one of ``REASON_KINDS``.
 
     ``command`` is the SMTP command the failing reply answered ("RCPT", "DATA", "MAIL" ...) when
@@ -631,8 +667,8 @@ def classify(
     status: str, reply_code: str, text: str, command: str = "", domain: str = ""
 ) -> tuple[str, bool]:
     """(kind, hard) of a failure with this enhanced status code, SMTP reply code, text, the SMTP
-    command the reply answered (when known) and the recipient's domain."""
-    cause = reason(status, reply_code, text, command, domain)
+    command the reply answered (found in the text when not given) and the recipient's domain."""
+    cause = reason(status, reply_code, text, command or command_of(text), domain)
     return REASON_KINDS[cause], is_hard(cause, status)
 
 

@@ -485,7 +485,10 @@ def _notice(parts: list[Part]) -> tuple[str, str]:
             continue
         # A multipart whose boundary parameter was lost (a header folded without indentation)
         # arrives as one leaf; its raw text still holds the notice.
-        if part.ctype.startswith(("text/", "multipart/")) or part.ctype == "application/octet-stream":
+        if (
+            part.ctype.startswith(("text/", "multipart/"))
+            or part.ctype == "application/octet-stream"
+        ):
             if part.ctype == "text/html" and texts:
                 continue
             texts.append(part.text)
@@ -677,41 +680,6 @@ def _reply_status(text: str) -> str:
     return ""
 
 
-COMMAND_RE = re.compile(
-    r"(?:in reply to|after|did not like our|response to|error (?:after|in)|>>>)\s*"
-    r"(?:the |end of |final )?(data|rcpt to|rcpt|mail from|mail|helo|ehlo|connect)\b",
-    re.I,
-)
-
-
-# Wordings that place a refusal at RCPT TO without naming the command: a transcript's
-# "RCPT TO:<...>", "SMTP:RCPT" (Novell GroupWise and others), Yahoo's "[RCPT_TO]", Oracle
-# Messaging Server's "Remote SMTP server has rejected address".
-RCPT_HINT_RE = re.compile(
-    r"\brcpt to:\s*<|\bsmtp:rcpt\b|\[rcpt_to\]|"
-    r"server has rejected (?:the )?address",
-    re.I,
-)
-
-
-def _command(text: str) -> str:
-    """The SMTP command a failing reply answered ("DATA", "RCPT", "MAIL"), when the text says it:
-    the last one named before the first 4xx/5xx reply (a session transcript), else the first one
-    named after it ("... (in reply to RCPT TO command)")."""
-    matches = list(COMMAND_RE.finditer(text[:MAX_TEXT]))
-    if not matches:
-        return "RCPT" if RCPT_HINT_RE.search(text[:MAX_TEXT]) else ""
-    failed = FAILED_REPLY_RE.search(text)
-    at = failed.start() if failed else len(text)
-    before = [m for m in matches if m.start() < at]
-    m = before[-1] if before else matches[0]
-    word = m.group(1).upper().split(" ")[0]
-    return {"EHLO": "HELO", "CONNECT": "CONN"}.get(word, word)
-
-
-FAILED_REPLY_RE = re.compile(r"(?<![\w.#\-/:])[45][0-5]\d(?:[ \-]|$)", re.M)
-
-
 def _failure(
     recipient: str,
     status: str,
@@ -722,7 +690,7 @@ def _failure(
     cause: str = "",
 ) -> Failure:
     text = _clip(text)
-    command = _command(text) or _command(context)
+    command = kinds.command_of(text) or kinds.command_of(context)
     domain = recipient.rpartition("@")[2]
     cause = cause or kinds.reason(status, reply_code, text, command, domain)
     if diagnostic_type in ("x-unix", "x-local") and cause not in ("mailboxfull", "exceedlimit"):
@@ -782,7 +750,9 @@ def _read_notice(report: Report, msg: Message, subject: str, notice: str) -> Non
             report.failures.append(failure)
 
 
-EXIM_NOTICE_RE = re.compile(r"^This message was created automatically by mail delivery software\.", re.M)
+EXIM_NOTICE_RE = re.compile(
+    r"^This message was created automatically by mail delivery software\.", re.M
+)
 
 QUOTED_ADDRESS_RE = re.compile(r"<\s*(" + ADDRESS_RE.pattern + r")\s*>")
 
