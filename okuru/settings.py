@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "okuru.capture",
     "okuru.mailings",
     "okuru.tracking",
+    "okuru.bounces",
 ]
 
 MIDDLEWARE = [

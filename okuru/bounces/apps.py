@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class BouncesConfig(AppConfig):
+    name = "okuru.bounces"
+    label = "bounces"
