@@ -236,6 +236,8 @@ class MessageBuilder:
             # An HTML-only message is what spam filters expect from spammers (MIME_HTML_ONLY)
             # and unreadable in a text-only client: give it the text alternative it lacks.
             text = text_from_html(html)
+        elif html is None and text is None:
+            text = ""  # an empty mail is still one well-formed part, never an empty multipart
         parts = []
         if text is not None:
             parts.append((b"text/plain", _b64_body(text)))
