@@ -404,7 +404,7 @@ def planted(owner, media) -> dict[str, int]:
 def _plant(persona: Operator | None, media: Path) -> dict[str, int]:
     from okuru.capture.models import CapturedMessage
     from okuru.mailings import testing
-    from okuru.mailings.models import Recipient, TrackedLink
+    from okuru.mailings.models import DkimKey, Recipient, TrackedLink
     from okuru.mailings.sending import refresh_counts
     from okuru.tracking import recording
 
@@ -471,6 +471,9 @@ def _plant(persona: Operator | None, media: Path) -> dict[str, int]:
         "other": other.pk,
         "group": Group.objects.get(name="importer-group").pk,
         "relay": relay.pk,
+        "dkim_key": DkimKey.objects.create(
+            domain="shop.example", selector="s1", algorithm="ed25519", public_key="AAAA"
+        ).pk,
         "view": View.objects.create(name="All", fields=["customer_id", "email"]).pk,
         "topic": Topic.objects.create(key="news", name="News").pk,
         "setting": ExportSetting.objects.create(name="Mine", fields=["customer_id"]).pk,
@@ -499,6 +502,7 @@ def _candidates(param: str, world: dict[str, int]) -> list[str]:
         "operator_id": [world["other"]],
         "group_id": [world["group"]],
         "relay_id": [world["relay"]],
+        "dkim_key_id": [world["dkim_key"]],
         "view_id": [world["view"]],
         "topic_id": [world["topic"]],
         "setting_id": [world["setting"]],
