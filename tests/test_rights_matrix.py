@@ -404,7 +404,7 @@ def planted(owner, media) -> dict[str, int]:
 def _plant(persona: Operator | None, media: Path) -> dict[str, int]:
     from okuru.capture.models import CapturedMessage
     from okuru.mailings import testing
-    from okuru.mailings.models import Recipient, TrackedLink
+    from okuru.mailings.models import DkimKey, Recipient, TrackedLink
     from okuru.mailings.sending import refresh_counts
     from okuru.tracking import recording
 
@@ -482,6 +482,9 @@ def _plant(persona: Operator | None, media: Path) -> dict[str, int]:
         "view": view.pk,
         "extraction": extracted.pk,
         "plan": plan.pk,
+        "dkim_key": DkimKey.objects.create(
+            domain="shop.example", selector="s1", algorithm="ed25519", public_key="AAAA"
+        ).pk,
         "topic": Topic.objects.create(key="news", name="News").pk,
         "setting": ExportSetting.objects.create(name="Mine", fields=["customer_id"]).pk,
     }
@@ -509,6 +512,7 @@ def _candidates(param: str, world: dict[str, int]) -> list[str]:
         "operator_id": [world["other"]],
         "group_id": [world["group"]],
         "relay_id": [world["relay"]],
+        "dkim_key_id": [world["dkim_key"]],
         "view_id": [world["view"]],
         "topic_id": [world["topic"]],
         "setting_id": [world["setting"]],

@@ -86,6 +86,9 @@ ACTIONS: dict[str, Any] = {
     "relay.delete": _("SMTP relay deleted"),
     "relay.set_default": _("Default SMTP relay set"),
     "relay.test": _("SMTP relay tested"),
+    "dkim.create": _("DKIM key added"),
+    "dkim.activate": _("DKIM key put in use"),
+    "dkim.delete": _("DKIM key deleted"),
 }
 
 # Labels for the keys of an entry's detail, in the log browser.
@@ -125,6 +128,11 @@ DETAIL_KEYS: dict[str, Any] = {
     "deliveries": _("deliveries"),
     "conditions": _("conditions"),
     "view": _("database view"),
+    "domain": _("domain"),
+    "selector": _("selector"),
+    "algorithm": _("algorithm"),
+    "active": _("in use"),
+    "replaced": _("replaced"),
 }
 
 

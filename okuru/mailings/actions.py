@@ -241,6 +241,10 @@ def content_snapshot(mail: Mail) -> dict[str, Any]:
         "open_tracking": mail.open_tracking,
         "click_tracking": mail.click_tracking,
         "topic_key": mail.topic.key if mail.topic_id else "",
+        # What the List-Id header is made of (``messages.list_id``).
+        "topic_name": mail.topic.name if mail.topic_id else "",
+        "mail_id": mail.pk,
+        "mail_name": mail.name,
         "links": [[link.pk, link.url] for link in links],
     }
 
@@ -489,6 +493,7 @@ def send_test_message(
 
     Raises ValidationError naming a bad address or the relay's refusal."""
     from okuru.lib import smtp
+    from okuru.mailings.dkim_keys import signer_for
     from okuru.mailings.messages import BadAddress, MessageBuilder, check_address
     from okuru.mailings.sending import default_relay
 
@@ -506,7 +511,7 @@ def send_test_message(
         rendered = preview_message(mail, customer)
     except rendering.RenderError as e:
         raise ValidationError(e.message) from None
-    builder = MessageBuilder(0, content_snapshot(mail))
+    builder = MessageBuilder(0, content_snapshot(mail), signer_for(mail.from_address))
     from okuru.lib import signing
     from okuru.mailings.sending import relay_problem
 

@@ -200,6 +200,44 @@ class Relay(models.Model):
         )
 
 
+class DkimKey(models.Model):
+    """A DKIM signing key of a sender domain (``okuru.mailings.dkim_keys``).
+
+    Every message whose From domain (or a parent of it) has active keys is signed with each of
+    them, at most one per algorithm: RSA for every receiver, Ed25519 beside it for those that
+    check it. A new key is active at once when its domain has no active key of its algorithm;
+    otherwise it waits, so the operator can publish its DNS record before it replaces the old
+    one. The private key is kept in the database, like the relay password: the worker needs
+    it, and it never leaves again (no screen, API, CLI output or log entry shows it).
+    """
+
+    class Algorithm(models.TextChoices):
+        RSA = "rsa", _("RSA-2048")
+        ED25519 = "ed25519", _("Ed25519")
+
+    domain = models.CharField(_("domain"), max_length=253)
+    selector = models.CharField(_("selector"), max_length=63)
+    algorithm = models.CharField(_("algorithm"), max_length=8, choices=Algorithm.choices)
+    private_key = models.TextField()
+    public_key = models.TextField()
+    active = models.BooleanField(_("active"), default=False)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["domain", "selector"]
+        constraints = [
+            models.UniqueConstraint(fields=["domain", "selector"], name="dkim_key_selector"),
+            models.UniqueConstraint(
+                fields=["domain", "algorithm"],
+                condition=Q(active=True),
+                name="dkim_one_active_key_per_algorithm",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.selector}._domainkey.{self.domain}"
+
+
 class FrozenList(models.Model):
     """A frozen list of customer ids (extraction output, a spot mail's target)."""
 

@@ -85,6 +85,7 @@ from okuru.customers.fields import catalogue
 from okuru.customers.models import Customer
 from okuru.customers.sql import TABLE as CUSTOMERS
 from okuru.lib import signing, smtp
+from okuru.mailings.dkim_keys import signer_for
 from okuru.mailings.messages import BadAddress, MessageBuilder
 from okuru.mailings.models import Delivery, Exclusion, ListCleaning, Recipient, Relay, error_weight
 from okuru.mailings.rendering import CompiledMail, RenderError, UrlBuilder
@@ -1036,7 +1037,7 @@ class Worker:
         p = Prepared(
             delivery_id=delivery_id,
             compiled=CompiledMail(d.content, catalogue(), self.urls),
-            builder=MessageBuilder(delivery_id, d.content),
+            builder=MessageBuilder(delivery_id, d.content, signer_for(d.content["from_address"])),
             relay_key=relay.pk,
             relay=relay_settings,
             deadline=(d.started_at or timezone.now()) + timedelta(seconds=self.config.retry_window),

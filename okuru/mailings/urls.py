@@ -1,6 +1,6 @@
 from django.urls import path
 
-from okuru.mailings import extraction_views, redelivery_views, views
+from okuru.mailings import dkim_views, extraction_views, redelivery_views, views
 
 app_name = "mailings"
 urlpatterns = [
@@ -27,6 +27,10 @@ urlpatterns = [
         extraction_views.extraction_continue,
         name="extraction_continue",
     ),
+    path("dkim/", dkim_views.key_list, name="dkim_keys"),
+    path("dkim/<int:dkim_key_id>/", dkim_views.key_detail, name="dkim_key"),
+    path("dkim/<int:dkim_key_id>/activate/", dkim_views.key_activate, name="dkim_key_activate"),
+    path("dkim/<int:dkim_key_id>/delete/", dkim_views.key_delete, name="dkim_key_delete"),
     path("relays/", views.relay_list, name="relays"),
     path("relays/new/", views.relay_create, name="relay_create"),
     path("relays/<int:relay_id>/", views.relay_edit, name="relay"),

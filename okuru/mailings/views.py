@@ -47,6 +47,7 @@ from okuru.lib import mailframe, signing, smtp
 from okuru.mailings import (
     actions,
     audiences,
+    dkim_keys,
     forms,
     redelivery,
     redelivery_views,
@@ -341,7 +342,7 @@ def _send_test(mail: Mail, addresses: list[str], values: dict[str, Any]) -> list
     )
     content = actions.content_snapshot(mail)
     content["return_path_domain"] = ""  # bounces of a test have no ledger row to land on
-    builder = MessageBuilder(0, content)
+    builder = MessageBuilder(0, content, dkim_keys.signer_for(mail.from_address))
     relay = mail.relay or default_relay()
     conn = smtp.Connection(relay.smtp_settings())
     refused = []
