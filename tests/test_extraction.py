@@ -285,7 +285,7 @@ def test_after_reservation_the_targeting_is_shown_read_only(source, view, member
 
 
 def test_the_api_and_cli_mail_gets_the_extraction_defaults(source, view, owner):
-    from okuru.mailings.api import MailIn, new_mail
+    from okuru.api.mailings import MailIn, new_mail
 
     e = extract([source["delivery"]], view, ["opened"])
     payload = MailIn.model_validate(
