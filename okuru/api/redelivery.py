@@ -18,9 +18,9 @@ from ninja import Query, Router, Schema, Status
 
 from okuru.api.auth import needs
 from okuru.api.errors import ApiError, bad_request, not_found
-from okuru.api.mailings import delivery_json, mail_json
 from okuru.mailings import redelivery
 from okuru.mailings.models import Delivery, Mail, PlannedRedelivery
+from okuru.mailings.serializers import delivery_json, mail_json
 
 router = Router(tags=["re-delivery"])
 

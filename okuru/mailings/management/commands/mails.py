@@ -22,11 +22,12 @@ from django.utils.dateparse import parse_datetime
 from pydantic import ValidationError as SchemaError
 
 from okuru.api.errors import ApiError
-from okuru.api.mailings import MailIn, mail_json, new_mail
+from okuru.api.mailings import MailIn, new_mail
 from okuru.customers.filters import FilterError
 from okuru.customers.management.cli import get_operator
 from okuru.mailings import actions, rendering, targeting
 from okuru.mailings.models import Mail
+from okuru.mailings.serializers import mail_json
 
 
 def dumps(value: Any) -> str:
