@@ -79,7 +79,7 @@ def test_create_refuses_bad_files(tmp_path):
     with pytest.raises(CommandError, match="is not valid JSON"):
         run("mails", "create", str(path))
     path.write_text(json.dumps({"name": "x"}))
-    with pytest.raises(CommandError, match="Invalid mail: from_address: Field required"):
+    with pytest.raises(CommandError, match="Invalid mail: from_address: This field is required."):
         run("mails", "create", str(path))
     assert not Mail.objects.exists()
 

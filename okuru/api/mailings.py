@@ -24,8 +24,7 @@ from okuru.accounts import audit
 from okuru.api.auth import needs
 from okuru.api.errors import ApiError, bad_request, not_found
 from okuru.customers.filters import FilterError
-from okuru.customers.models import Topic
-from okuru.mailings import actions, extraction, relays, rendering, reports, targeting
+from okuru.mailings import actions, relays, rendering, reports, targeting
 from okuru.mailings.models import Delivery, Mail, Relay
 from okuru.mailings.serializers import delivery_json, mail_json
 
@@ -138,38 +137,9 @@ def _limit(limit: int) -> int:
     return limit
 
 
-def _topic(key: str | None) -> Topic | None:
-    if not key:
-        return None
-    if actions.UNSTORABLE_RE.search(key):  # not a key, and a query with it would fail
-        raise bad_request(_("No newsletter topic with key %(key)s.") % {"key": ascii(key)})
-    topic = Topic.objects.filter(key=key).first()
-    if topic is None:
-        raise bad_request(_("No newsletter topic with key %(key)s.") % {"key": key})
-    return topic
-
-
-def new_mail(payload: MailIn, owner: Any) -> Mail:
-    """The unsaved mail a ``MailIn`` describes (the CLI's ``okuru mails create`` too)."""
-    if payload.kind not in (Mail.Kind.BASIC, Mail.Kind.SPOT):
-        raise bad_request(_("Unknown kind %(kind)s: use basic or spot.") % {"kind": payload.kind})
-    values = payload.dict(exclude={"topic"})
-    values["filter"] = values["filter"] or {}
-    values["customer_set"] = values["customer_set"] or {}
-    mail = Mail(**values, topic=_topic(payload.topic), owner=owner)
-    return _check_relay(extraction.mail_defaults(mail, payload.model_fields_set))
-
-
-def _check_relay(mail: Mail) -> Mail:
-    # Checked here: an unknown id would otherwise fail only at commit, as a server error.
-    if mail.relay_id is not None and not Relay.objects.filter(pk=mail.relay_id).exists():
-        raise bad_request(_("No relay with id %(id)s.") % {"id": mail.relay_id})
-    return mail
-
-
 def _save(request: HttpRequest, mail: Mail) -> Mail:
-    _check_relay(mail)
     try:
+        actions.check_relay(mail)
         return actions.save_mail(mail, request)
     except ValidationError as e:
         raise _validation(e) from None
@@ -210,8 +180,11 @@ def create_mail(request: HttpRequest, payload: MailIn):
     checked now: an unknown field is a 400. Basic: ``filter`` (a filter tree, which may hold
     ``delivery_history`` conditions). Spot: ``view_id`` + optional ``customer_set``, or
     ``recipient_list_id``."""
-    operator = request.user
-    return Status(201, mail_json(_save(request, new_mail(payload, operator))))
+    try:
+        mail = actions.build_mail(payload.dict(exclude_unset=True), request.user)
+    except ValidationError as e:
+        raise _validation(e) from None
+    return Status(201, mail_json(_save(request, mail)))
 
 
 @router.get(
@@ -236,7 +209,10 @@ def update_mail(request: HttpRequest, mail_id: int, payload: MailPatch):
     mail = _get_mail(mail_id)
     changes = payload.dict(exclude_unset=True)
     if "topic" in changes:
-        mail.topic = _topic(changes.pop("topic"))
+        try:
+            mail.topic = actions.topic_by_key(changes.pop("topic"))
+        except ValidationError as e:
+            raise _validation(e) from None
     for key, value in changes.items():
         if key in ("filter", "customer_set") and value is None:
             value = {}

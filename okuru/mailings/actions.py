@@ -35,8 +35,16 @@ from django.utils.translation import gettext as _
 from okuru.accounts import audit
 from okuru.customers.fields import catalogue
 from okuru.customers.filters import FilterError
+from okuru.customers.models import Topic
 from okuru.mailings import extraction, rendering, targeting
-from okuru.mailings.models import Delivery, Mail, PlannedRedelivery, Recipient, TrackedLink
+from okuru.mailings.models import (
+    Delivery,
+    Mail,
+    PlannedRedelivery,
+    Recipient,
+    Relay,
+    TrackedLink,
+)
 
 Actor = Any  # HttpRequest | Operator | None, as okuru.accounts.audit.log takes it
 S = Delivery.Status
@@ -105,6 +113,98 @@ def save_mail(mail: Mail, actor: Actor) -> Mail:
         sync_links(mail)
         audit.log(actor, "mail.create" if created else "mail.update", f"mail:{mail.pk}")
     return mail
+
+
+# What a new mail may be built from: its columns, ``topic`` by key, references as ``<name>_id``.
+NEW_MAIL_KEYS = frozenset(
+    {
+        "kind",
+        "name",
+        "from_address",
+        "from_name",
+        "reply_to",
+        "return_path_domain",
+        "error_threshold",
+        "duplicate_rule",
+        "address_field",
+        "open_tracking",
+        "click_tracking",
+        "topic",
+        "subject",
+        "text_body",
+        "html_body",
+        "filter",
+        "customer_set",
+        "view_id",
+        "recipient_list_id",
+        "relay_id",
+    }
+)
+REQUIRED_MAIL_KEYS = ("name", "from_address", "subject")
+
+
+def build_mail(values: dict[str, Any], owner: Any) -> Mail:
+    """The unsaved mail that ``values`` describe: the REST API's and ``okuru mails create``'s
+    mail fields. Keys not given take the model's defaults, or an extraction list's
+    (``extraction.mail_defaults``); other keys are ignored. ``save_mail`` saves it.
+
+    Raises ValidationError keyed by field for a missing required key, a value of the wrong
+    JSON type, an unknown kind, topic key or relay."""
+    given = {k: v for k, v in values.items() if k in NEW_MAIL_KEYS}
+    _check_types(given)
+    kind = given.get("kind", Mail.Kind.BASIC)
+    if kind not in (Mail.Kind.BASIC, Mail.Kind.SPOT):
+        raise ValidationError(_("Unknown kind %(kind)s: use basic or spot.") % {"kind": kind})
+    topic = topic_by_key(given.pop("topic", None))
+    for key in ("filter", "customer_set"):
+        if given.get(key) is None:
+            given[key] = {}
+    mail = Mail(**given, topic=topic, owner=owner)
+    check_relay(mail)
+    return extraction.mail_defaults(mail, values.keys())
+
+
+def _check_types(given: dict[str, Any]) -> None:
+    # JSON from a file is not typed: a list where a subject goes would otherwise be saved as
+    # its Python repr, and a string where a number goes would fail deep in the save.
+    errors: dict[str, list[str]] = {}
+    for key in REQUIRED_MAIL_KEYS:
+        if given.get(key) is None:
+            errors[key] = [_("This field is required.")]
+    for key, value in given.items():
+        if value is None or key in errors:
+            continue
+        if key.endswith("_id") or key == "error_threshold":
+            ok, what = isinstance(value, int) and not isinstance(value, bool), _("a whole number")
+        elif key in ("open_tracking", "click_tracking"):
+            ok, what = isinstance(value, bool), _("true or false")
+        elif key in ("filter", "customer_set"):
+            ok, what = isinstance(value, dict), _("a JSON object")
+        else:
+            ok, what = isinstance(value, str), _("a string")
+        if not ok:
+            errors[key] = [_("Must be %(what)s.") % {"what": what}]
+    if errors:
+        raise ValidationError(errors)
+
+
+def topic_by_key(key: str | None) -> Topic | None:
+    """The newsletter topic with ``key`` (None or "": no topic)."""
+    if not key:
+        return None
+    if UNSTORABLE_RE.search(key):  # not a key, and a query with it would fail
+        raise ValidationError(_("No newsletter topic with key %(key)s.") % {"key": ascii(key)})
+    topic = Topic.objects.filter(key=key).first()
+    if topic is None:
+        raise ValidationError(_("No newsletter topic with key %(key)s.") % {"key": key})
+    return topic
+
+
+def check_relay(mail: Mail) -> None:
+    """The mail's relay exists: checked before the save, where an unknown id would fail only at
+    commit, as a server error."""
+    if mail.relay_id is not None and not Relay.objects.filter(pk=mail.relay_id).exists():
+        raise ValidationError(_("No relay with id %(id)s.") % {"id": mail.relay_id})
 
 
 def changed_list(mail: Mail) -> bool:
