@@ -8,9 +8,8 @@ import pytest
 from django.utils import timezone, translation
 
 from okuru.mailings import reports
-from okuru.mailings.models import Delivery, Event, Recipient, TrackedLink
+from okuru.mailings.models import Delivery, Event, Recipient, ReportArchive, TrackedLink
 from okuru.tracking import recording
-from okuru.tracking.models import ReportArchive
 from okuru.tracking.testing import sent_delivery
 
 pytestmark = pytest.mark.django_db

@@ -113,7 +113,7 @@ def deliveries() -> QuerySet[Delivery]:
 
 
 def is_purged(delivery: Delivery) -> bool:
-    from okuru.tracking.models import ReportArchive
+    from okuru.mailings.models import ReportArchive
 
     return ReportArchive.objects.filter(delivery=delivery).exists()
 
@@ -290,7 +290,7 @@ def link_stats(delivery: Delivery) -> list[LinkStat]:
 def summary(delivery: Delivery) -> dict[str, Any]:
     """Everything the report page shows, from the delivery row, the ledger and the events, or
     from the archive once per-recipient detail is purged."""
-    from okuru.tracking.models import ReportArchive
+    from okuru.mailings.models import ReportArchive
 
     _current(delivery)
     archive = ReportArchive.objects.filter(delivery=delivery).first()
@@ -368,7 +368,7 @@ def summary_json(delivery: Delivery) -> dict[str, Any]:
 
 def series(delivery: Delivery) -> dict[str, Any]:
     """Opens and clicks per hour (per day when the events span more than three days)."""
-    from okuru.tracking.models import ReportArchive
+    from okuru.mailings.models import ReportArchive
 
     archive = ReportArchive.objects.filter(delivery=delivery).first()
     if archive is not None:
@@ -671,7 +671,7 @@ def purgeable(now: datetime | None = None) -> QuerySet[Delivery]:
 def archive(delivery: Delivery) -> Any:
     """Freeze what the report computes from per-recipient detail (idempotent: a second call
     after a partial purge keeps the first, complete, archive)."""
-    from okuru.tracking.models import ReportArchive
+    from okuru.mailings.models import ReportArchive
 
     existing = ReportArchive.objects.filter(delivery=delivery).first()
     if existing is not None:
