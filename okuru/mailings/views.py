@@ -47,6 +47,7 @@ from okuru.lib import signing, smtp
 from okuru.mailings import (
     actions,
     audiences,
+    chart,
     forms,
     redelivery,
     redelivery_views,
@@ -516,7 +517,7 @@ def delivery_report(request: HttpRequest, delivery_id: int) -> HttpResponse:
     ctx = {
         "delivery": delivery,
         "s": summary,
-        "chart": reports.chart_svg(reports.series(delivery)),
+        "chart": chart.chart_svg(reports.series(delivery)),
         "can_send": _can(request, "sending"),
         "can_export": _can(request, "export_data"),
         "excluded": _exclusion_rows(summary),
