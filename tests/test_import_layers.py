@@ -55,3 +55,19 @@ def test_it_sees_a_function_local_import(tmp_path):
     source = tmp_path / "m.py"
     source.write_text("def f():\n    from okuru.api.errors import ApiError\n")
     assert "okuru.api.errors" in imported(source)
+
+
+def test_mailings_never_imports_tracking():
+    # Tracking knows mailings (its events and counters live on mailings' tables); the reverse
+    # would tie the sending side to the tracking endpoints.
+    assert offenders("okuru.mailings", "okuru.tracking") == []
+
+
+def test_the_commands_never_import_the_api():
+    found = [
+        line
+        for app in DOMAIN_APPS
+        for line in offenders(f"okuru.{app}.management", "okuru.api")
+        if (OKURU / app / "management").is_dir()
+    ]
+    assert found == []

@@ -32,16 +32,17 @@ delivery are not in it (there is nothing left to update).
 Per-recipient detail (ledger rows and events) of deliveries that started more than
 ``MAILINGS_RETENTION_DAYS`` ago is purged by ``purge_expired``; what the report computes from
 that detail (errors by kind, clicks per link, the chart) is frozen first into
-``tracking.ReportArchive``; the other counts live on the ``Delivery`` row and stay.
+``ReportArchive``; the other counts live on the ``Delivery`` row and stay.
 
 Opens and clicks reach the counters and events through the tracking inbox, which
 ``okuru trackingworker`` drains continuously; the summary, the chart, the drill-downs and the
-exports drain it first themselves (``_current``), so they never trail the traffic.
+exports first run the catch-ups registered with ``register_catch_up`` (the tracking app
+registers that drain), so they never trail the traffic.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -60,7 +61,6 @@ from okuru.customers.filters import FilterError
 from okuru.lib import csvio
 from okuru.mailings import extraction, targeting
 from okuru.mailings.models import Delivery, ErrorKind, Event, Exclusion, Recipient, TrackedLink
-from okuru.tracking import recording
 
 PAGE_SIZE = 50
 EPOCH = datetime.min.replace(tzinfo=UTC)
@@ -83,11 +83,23 @@ SIMPLE_COUNTS = (
 COUNTERS = ("open_unique", "open_total", "click_unique", "click_total")
 
 
+# What brings the counters and events up to date before a report reads them: the tracking app
+# registers the drain of its inbox here (it knows mailings; mailings does not know it). Each
+# returns how many changes it applied, and logs rather than raises on failure.
+_catch_up: list[Callable[[], int]] = []
+
+
+def register_catch_up(apply_pending: Callable[[], int]) -> None:
+    """Run ``apply_pending`` before every report read (once, however often registered)."""
+    if apply_pending not in _catch_up:
+        _catch_up.append(apply_pending)
+
+
 def _current(delivery: Delivery | None = None) -> None:
-    """Apply the opens and clicks still waiting in the tracking inbox, and reload
-    ``delivery``'s counters if that changed anything. A failure is logged: the report then
-    shows the counts as the last drain left them."""
-    if recording.drain_quietly() and delivery is not None:
+    """Apply the opens and clicks still waiting to be recorded, and reload ``delivery``'s
+    counters if that changed anything. A failure is logged: the report then shows the counts
+    as the last catch-up left them."""
+    if sum(apply_pending() for apply_pending in _catch_up) and delivery is not None:
         delivery.refresh_from_db(fields=COUNTERS)
 
 
