@@ -44,7 +44,7 @@ def delivery():
         status="failed", error_kind="unknown_user", sent_at=None
     )
     Recipient.objects.filter(pk=rows[4].pk).update(status="unknown", sent_at=None)
-    from okuru.mailings.sending import refresh_counts
+    from okuru.mailings.ledger import refresh_counts
 
     refresh_counts(d.pk)
     d.refresh_from_db()

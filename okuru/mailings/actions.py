@@ -36,7 +36,7 @@ from okuru.accounts import audit
 from okuru.customers.fields import catalogue
 from okuru.customers.filters import FilterError
 from okuru.customers.models import Topic
-from okuru.mailings import extraction, rendering, targeting
+from okuru.mailings import extraction, ledger, relays, rendering, targeting
 from okuru.mailings.models import (
     Delivery,
     Mail,
@@ -327,24 +327,6 @@ def sync_links(mail: Mail) -> None:
     TrackedLink.objects.filter(pk__in=[link.pk for link in existing.values()]).update(active=False)
 
 
-def content_snapshot(mail: Mail) -> dict[str, Any]:
-    """What a delivery sends, fixed when it starts."""
-    links = mail.links.filter(active=True).order_by("position") if mail.pk else []
-    return {
-        "subject": mail.subject,
-        "text_body": mail.text_body,
-        "html_body": mail.html_body,
-        "from_address": mail.from_address,
-        "from_name": mail.from_name,
-        "reply_to": mail.reply_to,
-        "return_path_domain": mail.return_path_domain,
-        "open_tracking": mail.open_tracking,
-        "click_tracking": mail.click_tracking,
-        "topic_key": mail.topic.key if mail.topic_id else "",
-        "links": [[link.pk, link.url] for link in links],
-    }
-
-
 # ---------------------------------------------------------------------------------------------
 # Deliveries
 
@@ -380,9 +362,7 @@ def reserve(delivery: Delivery, actor: Actor, when: datetime | None = None) -> D
         raise ValidationError(_("Only basic mails and spot deliveries can be sent this way."))
     rendering.validate_templates(mail)
     validate_targeting(mail)
-    from okuru.mailings.sending import default_relay
-
-    relay = mail.relay or default_relay()
+    relay = mail.relay or relays.default_relay()
     now = timezone.now()
     with transaction.atomic(durable=True):
         _change(
@@ -410,45 +390,6 @@ def send_now(mail: Mail, actor: Actor) -> Delivery:
     return reserve(create_delivery(mail, actor), actor, None)
 
 
-def start_delivery(delivery_id: int) -> bool:
-    """Freeze the ledger and mark the delivery running — one transaction, so a crash leaves
-    either a reserved delivery with no ledger or a running one with all of it. False when the
-    delivery is not a due reservation (someone else started it)."""
-    try:
-        with transaction.atomic(durable=True):
-            n = Delivery.objects.filter(
-                pk=delivery_id, status=S.RESERVED, scheduled_at__lte=timezone.now()
-            ).update(status=S.RUNNING, started_at=timezone.now())
-            if n != 1:
-                return False
-            delivery = Delivery.objects.select_related("mail", "mail__topic").get(pk=delivery_id)
-            specs = catalogue()
-            summary = targeting.counts(delivery.targeting, specs)
-            inserted = targeting.fill_ledger(delivery_id, delivery.targeting, specs)
-            Delivery.objects.filter(pk=delivery_id).update(
-                content=content_snapshot(delivery.mail),
-                matched_count=summary["matched"],
-                excluded=summary["excluded"],
-                recipient_count=inserted,
-                last_activity_at=timezone.now(),
-            )
-            audit.log(None, "delivery.start", f"delivery:{delivery_id}", {"recipients": inserted})
-    except FilterError as e:
-        # The targeting went bad since the reservation (say a source delivery left the 3-month
-        # window): stop with the reason rather than send to the wrong people.
-        Delivery.objects.filter(pk=delivery_id, status=S.RESERVED).update(
-            status=S.STOPPED, finished_at=timezone.now(), note=str(e)
-        )
-        return False
-    return True
-
-
-def start_due_deliveries() -> list[int]:
-    """Start due reservations (at most 100 per call); returns the ids started."""
-    due = Delivery.objects.filter(status=S.RESERVED, scheduled_at__lte=timezone.now())
-    return [i for i in list(due.values_list("id", flat=True)[:100]) if start_delivery(i)]
-
-
 def cancel(delivery: Delivery, actor: Actor) -> None:
     with transaction.atomic(durable=True):
         _change(
@@ -470,12 +411,6 @@ def pause(delivery: Delivery, actor: Actor) -> None:
             status=S.PAUSED,
         )
         audit.log(actor, "delivery.pause", f"delivery:{delivery.pk}")
-
-
-def pause_for_error(delivery_id: int, error: str) -> None:
-    Delivery.objects.filter(pk=delivery_id, status=S.RUNNING).update(
-        status=S.PAUSED, note=_("Paused by the worker: %(error)s") % {"error": error}
-    )
 
 
 def resume(delivery: Delivery, actor: Actor) -> None:
@@ -500,13 +435,11 @@ def stop(delivery: Delivery, actor: Actor) -> None:
             status=S.STOPPED,
             finished_at=timezone.now(),
         )
-        from okuru.mailings.sending import refresh_counts, stopped_note
-
         # Leased rows are "queued" too: a worker's next flush finds them stopped and lets go.
         n = Recipient.objects.filter(
             delivery_id=delivery.pk, status=Recipient.Status.QUEUED
-        ).update(status=Recipient.Status.STOPPED, next_attempt_at=None, note=stopped_note())
-        refresh_counts(delivery.pk)
+        ).update(status=Recipient.Status.STOPPED, next_attempt_at=None, note=ledger.stopped_note())
+        ledger.refresh_counts(delivery.pk)
         audit.log(actor, "delivery.stop", f"delivery:{delivery.pk}", {"not_sent": n})
 
 
@@ -538,9 +471,7 @@ def resolve_unknown(
                 Delivery.objects.filter(pk=d.pk).update(status=S.RUNNING, finished_at=None)
         else:
             n = rows.update(claim="", note=_("Not sent again: an operator decided so."))
-        from okuru.mailings.sending import refresh_counts
-
-        refresh_counts(d.pk)
+        ledger.refresh_counts(d.pk)
         audit.log(
             actor,
             "delivery.resolve_unknown",
@@ -578,7 +509,7 @@ def preview_message(mail: Mail, customer: Any | None = None) -> rendering.Render
     row = {"id": 0, "data": {}}
     if customer is not None:
         row = Customer.objects.filter(pk=customer.pk).values().get()
-    compiled = rendering.CompiledMail(content_snapshot(mail), catalogue())
+    compiled = rendering.CompiledMail(ledger.content_snapshot(mail), catalogue())
     return compiled.render(0, row)
 
 
@@ -590,7 +521,6 @@ def send_test_message(
     Raises ValidationError naming a bad address or the relay's refusal."""
     from okuru.lib import smtp
     from okuru.mailings.messages import BadAddress, MessageBuilder, check_address
-    from okuru.mailings.sending import default_relay
 
     if not addresses or len(addresses) > 10:
         raise ValidationError(_("Give between 1 and 10 addresses for a test send."))
@@ -606,11 +536,10 @@ def send_test_message(
         rendered = preview_message(mail, customer)
     except rendering.RenderError as e:
         raise ValidationError(e.message) from None
-    builder = MessageBuilder(0, content_snapshot(mail))
+    builder = MessageBuilder(0, ledger.content_snapshot(mail))
     from okuru.lib import signing
-    from okuru.mailings.sending import relay_problem
 
-    relay = mail.relay or default_relay()
+    relay = mail.relay or relays.default_relay()
     conn = smtp.Connection(relay.smtp_settings())
 
     try:
@@ -623,7 +552,7 @@ def send_test_message(
                     % {"address": a, "reply": str(reply)}
                 )
     except smtp.RelayRejected as e:
-        raise ValidationError(relay_problem(e)) from None
+        raise ValidationError(relays.relay_problem(e)) from None
     except (smtp.ConnectionLost, smtp.Indeterminate) as e:
         raise ValidationError(
             _("The test message could not be sent: %(error)s") % {"error": e}

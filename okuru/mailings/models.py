@@ -5,7 +5,7 @@
     for the whole relay and per recipient domain (0 = unlimited). One relay is the default.
     ``verify_tls`` (default on) checks the relay's certificate and name; a relay that fails
     the check, offers no STARTTLS or AUTH, or refuses the password pauses the delivery with
-    the reason (``sending.relay_problem``). ``smtp_settings()`` is what the SMTP client takes.
+    the reason (``relays.relay_problem``). ``smtp_settings()`` is what the SMTP client takes.
 
 ``Mail``
     What the operator composes: kind (basic and spot now; retargeting, step, auto, planning

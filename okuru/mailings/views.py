@@ -49,6 +49,7 @@ from okuru.mailings import (
     audiences,
     chart,
     forms,
+    ledger,
     redelivery,
     redelivery_views,
     relays,
@@ -298,7 +299,7 @@ def _asks_for_customer(request: HttpRequest, data: Any) -> None:
 def _render(mail: Mail, values: dict[str, Any]) -> rendering.Rendered:
     """The mail as the customer ``values`` would get it, without tracking (the links are the
     mail's own and no pixel is added: a preview must not count as an open)."""
-    content = actions.content_snapshot(mail)
+    content = ledger.content_snapshot(mail)
     content.update(open_tracking=False, click_tracking=False)
     compiled = rendering.CompiledMail(content, catalogue(), _placeholder_urls)
     return compiled.render(0, values)
@@ -322,7 +323,7 @@ def mail_preview(request: HttpRequest, mail_id: int) -> HttpResponse:
 
 def _send_test(mail: Mail, addresses: list[str], values: dict[str, Any]) -> list[str]:
     """Send the rendered mail to ``addresses`` through the mail's relay; returns the refusals."""
-    from okuru.mailings.sending import default_relay
+    from okuru.mailings.relays import default_relay
 
     rendered = _render(mail, values)
     rendered = rendering.Rendered(
@@ -330,7 +331,7 @@ def _send_test(mail: Mail, addresses: list[str], values: dict[str, Any]) -> list
         text=rendered.text,
         html=rendered.html,
     )
-    content = actions.content_snapshot(mail)
+    content = ledger.content_snapshot(mail)
     content["return_path_domain"] = ""  # bounces of a test have no ledger row to land on
     builder = MessageBuilder(0, content)
     relay = mail.relay or default_relay()
@@ -370,7 +371,7 @@ def mail_test(request: HttpRequest, mail_id: int) -> HttpResponse:
         messages.error(request, e.message)
         return redirect("mailings:detail", mail.pk)
     except smtp.RelayRejected as e:  # before ConnectionLost, of which it is a kind
-        from okuru.mailings.sending import relay_problem
+        from okuru.mailings.relays import relay_problem
 
         messages.error(request, relay_problem(e))
         return redirect("mailings:detail", mail.pk)
