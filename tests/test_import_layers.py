@@ -71,3 +71,22 @@ def test_the_commands_never_import_the_api():
         if (OKURU / app / "management").is_dir()
     ]
     assert found == []
+
+
+def test_the_sending_layers_import_only_downwards():
+    # models → ledger → {sending, actions} → tasks: the worker and the operator's actions share
+    # the ledger; neither imports the other, and only tasks knows the worker's task.
+    deps = modules("okuru.mailings")
+    below = {
+        "okuru.mailings.ledger": ("actions", "sending", "tasks", "relays"),
+        "okuru.mailings.relays": ("actions", "sending", "tasks"),
+        "okuru.mailings.sending": ("actions", "tasks"),
+        "okuru.mailings.actions": ("sending", "tasks"),
+    }
+    found = [
+        f"{mod} imports {dep}"
+        for mod, forbidden in below.items()
+        for dep in deps[mod]
+        if dep.removeprefix("okuru.mailings.") in forbidden
+    ]
+    assert found == []

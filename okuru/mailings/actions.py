@@ -35,8 +35,10 @@ from django.utils.translation import gettext as _
 from okuru.accounts import audit
 from okuru.customers.fields import catalogue
 from okuru.customers.filters import FilterError
-from okuru.customers.models import Topic
+from okuru.customers.models import Customer, Topic
+from okuru.lib import signing, smtp
 from okuru.mailings import extraction, ledger, relays, rendering, targeting
+from okuru.mailings.messages import BadAddress, MessageBuilder, check_address
 from okuru.mailings.models import (
     Delivery,
     Mail,
@@ -290,8 +292,6 @@ def validate_fields(mail: Mail) -> None:
 
 def validate_sender(mail: Mail) -> None:
     """Addresses that go into headers and the SMTP envelope must be plain addresses."""
-    from okuru.mailings.messages import BadAddress, check_address
-
     for field in ("from_address", "reply_to"):
         value = getattr(mail, field)
         if not value and field == "reply_to":
@@ -485,9 +485,7 @@ def resolve_unknown(
 
 
 def _kick(delivery_id: int) -> None:
-    from okuru.mailings.tasks import kick_delivery
-
-    kick_delivery.enqueue(delivery_id)
+    ledger.kick(delivery_id)
 
 
 def _operator(actor: Actor) -> Any:
@@ -504,8 +502,6 @@ def preview_message(mail: Mail, customer: Any | None = None) -> rendering.Render
 
     Tracking URLs carry recipient id 0, which no ledger row has: clicking them in a preview
     records nothing. The HTML is the message as sent; show it in a sandboxed frame."""
-    from okuru.customers.models import Customer
-
     row = {"id": 0, "data": {}}
     if customer is not None:
         row = Customer.objects.filter(pk=customer.pk).values().get()
@@ -519,9 +515,6 @@ def send_test_message(
     """Send the mail as ``customer`` to a few addresses now, through the mail's relay.
 
     Raises ValidationError naming a bad address or the relay's refusal."""
-    from okuru.lib import smtp
-    from okuru.mailings.messages import BadAddress, MessageBuilder, check_address
-
     if not addresses or len(addresses) > 10:
         raise ValidationError(_("Give between 1 and 10 addresses for a test send."))
     for a in addresses:
@@ -537,8 +530,6 @@ def send_test_message(
     except rendering.RenderError as e:
         raise ValidationError(e.message) from None
     builder = MessageBuilder(0, ledger.content_snapshot(mail))
-    from okuru.lib import signing
-
     relay = mail.relay or relays.default_relay()
     conn = smtp.Connection(relay.smtp_settings())
 

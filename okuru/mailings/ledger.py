@@ -3,6 +3,7 @@ operator's actions make, and the counts they read."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +19,24 @@ from okuru.mailings import targeting
 from okuru.mailings.models import Delivery, Mail, Recipient
 
 S = Delivery.Status
+
+# How a delivery gets a worker: ``tasks`` registers the enqueue of its task here when the app
+# loads (``MailingsConfig.ready``), so the actions that start or resume sending do not import
+# the worker.
+_kickers: list[Callable[[int], Any]] = []
+
+
+def register_kick(kick: Callable[[int], Any]) -> None:
+    """Call ``kick(delivery_id)`` whenever a delivery has rows to send (once, however often
+    registered)."""
+    if kick not in _kickers:
+        _kickers.append(kick)
+
+
+def kick(delivery_id: int) -> None:
+    """Have a worker send ``delivery_id``; actions call it on commit."""
+    for enqueue in _kickers:
+        enqueue(delivery_id)
 
 
 def content_snapshot(mail: Mail) -> dict[str, Any]:

@@ -60,7 +60,15 @@ from okuru.customers import exporter, filters, sql
 from okuru.customers.filters import FilterError
 from okuru.lib import csvio
 from okuru.mailings import extraction, targeting
-from okuru.mailings.models import Delivery, ErrorKind, Event, Exclusion, Recipient, TrackedLink
+from okuru.mailings.models import (
+    Delivery,
+    ErrorKind,
+    Event,
+    Exclusion,
+    Recipient,
+    ReportArchive,
+    TrackedLink,
+)
 
 PAGE_SIZE = 50
 EPOCH = datetime.min.replace(tzinfo=UTC)
@@ -123,8 +131,6 @@ def deliveries() -> QuerySet[Delivery]:
 
 
 def is_purged(delivery: Delivery) -> bool:
-    from okuru.mailings.models import ReportArchive
-
     return ReportArchive.objects.filter(delivery=delivery).exists()
 
 
@@ -300,8 +306,6 @@ def link_stats(delivery: Delivery) -> list[LinkStat]:
 def summary(delivery: Delivery) -> dict[str, Any]:
     """Everything the report page shows, from the delivery row, the ledger and the events, or
     from the archive once per-recipient detail is purged."""
-    from okuru.mailings.models import ReportArchive
-
     _current(delivery)
     archive = ReportArchive.objects.filter(delivery=delivery).first()
     if archive is not None:
@@ -378,8 +382,6 @@ def summary_json(delivery: Delivery) -> dict[str, Any]:
 
 def series(delivery: Delivery) -> dict[str, Any]:
     """Opens and clicks per hour (per day when the events span more than three days)."""
-    from okuru.mailings.models import ReportArchive
-
     archive = ReportArchive.objects.filter(delivery=delivery).first()
     if archive is not None:
         return archive.series
@@ -598,8 +600,6 @@ def purgeable(now: datetime | None = None) -> QuerySet[Delivery]:
 def archive(delivery: Delivery) -> Any:
     """Freeze what the report computes from per-recipient detail (idempotent: a second call
     after a partial purge keeps the first, complete, archive)."""
-    from okuru.mailings.models import ReportArchive
-
     existing = ReportArchive.objects.filter(delivery=delivery).first()
     if existing is not None:
         return existing

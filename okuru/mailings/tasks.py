@@ -38,6 +38,9 @@ def kick_delivery(delivery_id: int) -> None:
         kick_delivery.enqueue(delivery_id)
 
 
+ledger.register_kick(kick_delivery.enqueue)
+
+
 @task
 def reconcile_deliveries() -> None:
     for delivery_id in sending.reconcile():

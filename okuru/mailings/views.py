@@ -323,8 +323,6 @@ def mail_preview(request: HttpRequest, mail_id: int) -> HttpResponse:
 
 def _send_test(mail: Mail, addresses: list[str], values: dict[str, Any]) -> list[str]:
     """Send the rendered mail to ``addresses`` through the mail's relay; returns the refusals."""
-    from okuru.mailings.relays import default_relay
-
     rendered = _render(mail, values)
     rendered = rendering.Rendered(
         subject=_("[TEST] %(subject)s") % {"subject": rendered.subject},
@@ -334,7 +332,7 @@ def _send_test(mail: Mail, addresses: list[str], values: dict[str, Any]) -> list
     content = ledger.content_snapshot(mail)
     content["return_path_domain"] = ""  # bounces of a test have no ledger row to land on
     builder = MessageBuilder(0, content)
-    relay = mail.relay or default_relay()
+    relay = mail.relay or relays.default_relay()
     conn = smtp.Connection(relay.smtp_settings())
     refused = []
     try:
@@ -371,9 +369,7 @@ def mail_test(request: HttpRequest, mail_id: int) -> HttpResponse:
         messages.error(request, e.message)
         return redirect("mailings:detail", mail.pk)
     except smtp.RelayRejected as e:  # before ConnectionLost, of which it is a kind
-        from okuru.mailings.relays import relay_problem
-
-        messages.error(request, relay_problem(e))
+        messages.error(request, relays.relay_problem(e))
         return redirect("mailings:detail", mail.pk)
     except (OSError, smtp.ConnectionLost, smtp.Indeterminate) as e:
         messages.error(request, _("The test could not be sent: %(error)s") % {"error": e})
