@@ -55,7 +55,7 @@ def fill_ledger(delivery_id: int, where: str = "1 = 1") -> None:
 def make_source():
     from django.utils import timezone
 
-    from okuru.mailings import actions, targeting
+    from okuru.mailings import actions, ledger, targeting
     from okuru.mailings.models import Delivery, Mail
 
     mail = actions.save_mail(
@@ -72,7 +72,7 @@ def make_source():
         status=Delivery.Status.COMPLETED,
         started_at=timezone.now(),
         finished_at=timezone.now(),
-        content=actions.content_snapshot(mail),
+        content=ledger.content_snapshot(mail),
         targeting=targeting.snapshot(mail),
     )
 

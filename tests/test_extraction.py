@@ -285,14 +285,10 @@ def test_after_reservation_the_targeting_is_shown_read_only(source, view, member
 
 
 def test_the_api_and_cli_mail_gets_the_extraction_defaults(source, view, owner):
-    from okuru.mailings.api import MailIn, new_mail
-
     e = extract([source["delivery"]], view, ["opened"])
-    payload = MailIn.model_validate(
-        {"name": "x", "from_address": "a@shop.example", "subject": "s", "text_body": "t",
-         "recipient_list_id": e.recipient_list_id}
-    )  # fmt: skip
-    made = actions.save_mail(new_mail(payload, owner), None)
+    values = {"name": "x", "from_address": "a@shop.example", "subject": "s", "text_body": "t",
+              "recipient_list_id": e.recipient_list_id}  # fmt: skip
+    made = actions.save_mail(actions.build_mail(values, owner), None)
     assert (made.kind, made.duplicate_rule, made.recipient_list_id) == (
         "spot",
         "ignore",

@@ -42,7 +42,7 @@ def delivery():
     rows = list(Recipient.objects.filter(delivery=d).order_by("id"))
     recording.record_open(rows[0].pk)
     Recipient.objects.filter(pk=rows[2].pk).update(status="unknown", sent_at=None)
-    from okuru.mailings.sending import refresh_counts
+    from okuru.mailings.ledger import refresh_counts
 
     refresh_counts(d.pk)
     Delivery.objects.filter(pk=d.pk).update(status="completed")

@@ -11,7 +11,7 @@ from django.utils import translation
 from okuru.customers.fields import catalogue
 from okuru.customers.models import Customer, Field
 from okuru.lib import signing
-from okuru.mailings import actions
+from okuru.mailings import actions, ledger
 from okuru.mailings.messages import MessageBuilder, encode_header
 from okuru.mailings.models import Mail, TrackedLink
 from okuru.mailings.rendering import CompiledMail, find_links, validate_templates
@@ -34,7 +34,7 @@ def mail_with(**kw) -> Mail:
 
 
 def content(mail: Mail) -> dict:
-    return actions.content_snapshot(mail)
+    return ledger.content_snapshot(mail)
 
 
 def render(mail: Mail, customer: Customer, recipient_id: int = 7):
@@ -224,7 +224,7 @@ def test_removed_links_stay_for_messages_already_sent():
     actions.save_mail(mail, None)
     link.refresh_from_db()
     assert link.active is False
-    assert actions.content_snapshot(mail)["links"] == []
+    assert ledger.content_snapshot(mail)["links"] == []
 
 
 def test_find_links_ignores_japanese_after_a_url():

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from okuru.accounts.models import ApiToken
 from okuru.customers.fields import catalogue
 from okuru.customers.models import Customer, Field
-from okuru.mailings import actions, rendering, sending
+from okuru.mailings import actions, ledger, rendering, sending
 from okuru.mailings.models import Mail, Recipient
 from okuru.mailings.testing import Sink, drain, make_mail, make_relay, start
 
@@ -112,7 +112,7 @@ def test_ordinary_templates_still_render():
         None,
     )
     row = {"id": 1, "data": {"name": "Sato"}}
-    rendered = rendering.CompiledMail(actions.content_snapshot(mail), catalogue()).render(1, row)
+    rendered = rendering.CompiledMail(ledger.content_snapshot(mail), catalogue()).render(1, row)
     assert rendered.subject == "Sato さん"
     assert rendered.text == "ABC aSato 12 03.14 x, Sato 1024"
 

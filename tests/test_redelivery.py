@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from okuru.accounts.models import OperationLog
 from okuru.customers.models import Customer
-from okuru.mailings import actions, redelivery, sending, testing
+from okuru.mailings import actions, ledger, redelivery, sending, testing
 from okuru.mailings.models import Delivery, Mail, PlannedRedelivery, Recipient
 from okuru.tracking import recording
 
@@ -52,7 +52,7 @@ def source(sink):
     recording.record_click(rows[addr(1)].pk, link.pk)
     recording.record_open(rows[addr(2)].pk)
     Recipient.objects.filter(pk=rows[addr(5)].pk).update(status="unknown")
-    sending.refresh_counts(delivery.pk)
+    ledger.refresh_counts(delivery.pk)
     delivery.refresh_from_db()
     delivery.link = link
     sink.handler.messages.clear()
@@ -174,7 +174,7 @@ def test_a_reserved_redelivery_stops_if_its_source_leaves_the_window(source, sin
     assert new.status == "reserved"
     Delivery.objects.filter(pk=source.pk).update(started_at=timezone.now() - timedelta(days=95))
     Delivery.objects.filter(pk=new.pk).update(scheduled_at=timezone.now())
-    assert not actions.start_delivery(new.pk)
+    assert not ledger.start_delivery(new.pk)
     new.refresh_from_db()
     assert new.status == "stopped" and "more than 3 months ago" in new.note
     assert received(sink) == []
@@ -202,7 +202,7 @@ def test_refusal_and_unsubscribe_after_the_source_apply(source, sink):
 def test_refusal_between_reservation_and_send_applies_at_send_time(source, sink):
     new = redelivery.redeliver(source, None, "opened", when=timezone.now() + timedelta(hours=1))
     Delivery.objects.filter(pk=new.pk).update(scheduled_at=timezone.now())
-    assert actions.start_delivery(new.pk)
+    assert ledger.start_delivery(new.pk)
     Customer.objects.filter(email=addr(2)).update(refused=True)
     new.refresh_from_db()
     testing.drain(sending.Worker(), new)
@@ -248,7 +248,7 @@ def test_a_reserved_redelivery_is_sent_when_due(source, sink):
     new = redelivery.redeliver(source, None, "clicked", when=timezone.now() + timedelta(hours=2))
     assert new.status == "reserved" and received(sink) == []
     Delivery.objects.filter(pk=new.pk).update(scheduled_at=timezone.now())
-    assert actions.start_due_deliveries() == [new.pk]
+    assert ledger.start_due_deliveries() == [new.pk]
     new.refresh_from_db()
     testing.drain(sending.Worker(), new)
     assert received(sink) == [addr(1)]

@@ -15,7 +15,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 
 from okuru.accounts.models import ApiToken, OperationLog, Operator
-from okuru.mailings import actions, relays
+from okuru.mailings import actions, ledger, relays
 from okuru.mailings.models import Delivery, Mail, Relay
 from okuru.mailings.testing import Sink, free_port, make_mail
 from tests.conftest import client_for, make_operator
@@ -422,7 +422,7 @@ def test_a_paused_delivery_shows_why_and_links_to_its_relay(member_client):
     mail = make_mail()
     delivery = actions.reserve(actions.create_delivery(mail, None), None, None)
     Delivery.objects.filter(pk=delivery.pk).update(status="running")
-    actions.pause_for_error(delivery.pk, "The relay refused the user name or password (x).")
+    ledger.pause_for_error(delivery.pk, "The relay refused the user name or password (x).")
     report = member_client.get(f"/mails/deliveries/{delivery.pk}/").content.decode()
     note = "Paused by the worker: The relay refused the user name or password (x)."
     assert note in report

@@ -34,7 +34,7 @@ def delivery():
     rows = list(Recipient.objects.filter(delivery=d).order_by("id"))
     recording.record_open(rows[1].pk)
     Recipient.objects.filter(pk=rows[2].pk).update(status="unknown", sent_at=None)
-    from okuru.mailings.sending import refresh_counts
+    from okuru.mailings.ledger import refresh_counts
 
     refresh_counts(d.pk)
     Delivery.objects.filter(pk=d.pk).update(status="completed")
@@ -79,7 +79,7 @@ def test_create_refuses_bad_files(tmp_path):
     with pytest.raises(CommandError, match="is not valid JSON"):
         run("mails", "create", str(path))
     path.write_text(json.dumps({"name": "x"}))
-    with pytest.raises(CommandError, match="Invalid mail: from_address: Field required"):
+    with pytest.raises(CommandError, match="Invalid mail: from_address: This field is required."):
         run("mails", "create", str(path))
     assert not Mail.objects.exists()
 

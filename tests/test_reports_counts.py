@@ -7,10 +7,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone, translation
 
-from okuru.mailings import reports
-from okuru.mailings.models import Delivery, Event, Recipient, TrackedLink
+from okuru.mailings import chart, reports
+from okuru.mailings.models import Delivery, Event, Recipient, ReportArchive, TrackedLink
 from okuru.tracking import recording
-from okuru.tracking.models import ReportArchive
 from okuru.tracking.testing import sent_delivery
 
 pytestmark = pytest.mark.django_db
@@ -45,7 +44,7 @@ def delivery():
         status="failed", error_kind="unknown_user", sent_at=None
     )
     Recipient.objects.filter(pk=rows[4].pk).update(status="unknown", sent_at=None)
-    from okuru.mailings.sending import refresh_counts
+    from okuru.mailings.ledger import refresh_counts
 
     refresh_counts(d.pk)
     d.refresh_from_db()
@@ -131,9 +130,9 @@ def test_series_and_chart(delivery):
     assert data["unit"] == "hour"
     assert sum(p[1] for p in data["points"]) == 4
     assert sum(p[2] for p in data["points"]) == 3
-    svg = reports.chart_svg(data)
+    svg = chart.chart_svg(data)
     assert svg.startswith("<svg") and "<polyline" in svg and "<script" not in svg
-    assert reports.chart_svg({"points": []}) == ""
+    assert chart.chart_svg({"points": []}) == ""
 
 
 def test_chart_switches_to_days_over_a_long_span(delivery):
@@ -209,7 +208,7 @@ def test_series_fills_quiet_hours_with_zeros(delivery):
     assert len(points) == 4
     assert [p[1] + p[2] for p in points[1:3]] == [0, 0]
     assert sum(p[1] for p in points) == 4 and sum(p[2] for p in points) == 3
-    assert reports.chart_svg({"unit": "hour", "points": points}).count("<circle") == 8
+    assert chart.chart_svg({"unit": "hour", "points": points}).count("<circle") == 8
 
 
 def test_rows_excluded_at_send_time_and_stopped_rows_have_counts(delivery):

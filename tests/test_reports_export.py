@@ -11,8 +11,8 @@ from django.utils import timezone, translation
 from okuru.customers import filters, importer
 from okuru.customers.models import Customer, Field
 from okuru.mailings import reports
+from okuru.mailings.ledger import refresh_counts
 from okuru.mailings.models import Recipient, TrackedLink
-from okuru.mailings.sending import refresh_counts
 from okuru.tracking import recording
 from okuru.tracking.testing import sent_delivery
 

@@ -13,8 +13,8 @@ from okuru.accounts.models import OperationLog
 from okuru.customers import filters, importer
 from okuru.customers.models import Field
 from okuru.mailings import reports
+from okuru.mailings.ledger import refresh_counts
 from okuru.mailings.models import Delivery, Recipient, TrackedLink
-from okuru.mailings.sending import refresh_counts
 from okuru.tracking import recording
 from okuru.tracking.testing import sent_delivery
 from tests.conftest import client_for, make_operator

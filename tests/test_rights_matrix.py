@@ -404,8 +404,8 @@ def planted(owner, media) -> dict[str, int]:
 def _plant(persona: Operator | None, media: Path) -> dict[str, int]:
     from okuru.capture.models import CapturedMessage
     from okuru.mailings import testing
+    from okuru.mailings.ledger import refresh_counts
     from okuru.mailings.models import DkimKey, Recipient, TrackedLink
-    from okuru.mailings.sending import refresh_counts
     from okuru.tracking import recording
 
     design.add_field("name", "Name", "text")

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from okuru.mailings import sending
+from okuru.mailings.ledger import reap_expired
 from okuru.mailings.models import Recipient, Relay
 from okuru.mailings.testing import (
     Sink,
@@ -104,7 +105,7 @@ def test_a_crash_mid_group_leaves_only_that_group_unknown_and_the_rest_is_sent_o
     # The rest of the batch was only leased: it stays queued and comes back when the lease ends.
     in_flight = 8
     time.sleep(0.35)
-    assert sending.reap_expired(lease=0.3) == in_flight
+    assert reap_expired(lease=0.3) == in_flight
     survivor = worker(lambda r: None)
     drain(survivor, delivery)
     survivor.close()

@@ -11,7 +11,7 @@ from django.utils import timezone, translation
 from okuru.accounts.models import OperationLog
 from okuru.customers.models import Customer, Field
 from okuru.lib import smtp
-from okuru.mailings import actions, sending
+from okuru.mailings import actions, ledger, sending
 from okuru.mailings.models import Delivery, Recipient
 from okuru.mailings.testing import (
     Sink,
@@ -245,7 +245,7 @@ def test_a_lease_that_runs_out_makes_sending_rows_unknown_and_leased_rows_due_ag
     Recipient.objects.filter(claim="dead.1").update(
         claimed_at=an_hour_ago, next_attempt_at=an_hour_ago
     )
-    assert sending.reap_expired(lease=300) == 2
+    assert ledger.reap_expired(lease=300) == 2
     assert statuses(delivery) == {"unknown": 2, "queued": 1}
     # The row that was only leased was never on the wire: the next worker takes it up.
     assert [r.id for r in sending.claim(delivery.pk, "next.1", 10)] == [rows[2].id]
@@ -302,7 +302,7 @@ def test_a_reservation_fixes_the_target_conditions(sink):
     assert delivery.status == "cancelled"
     mail.filter = {"match": "all", "conditions": [{"field": "email", "op": "has_value"}]}
     actions.save_mail(mail, None)
-    assert not actions.start_delivery(delivery.pk)
+    assert not ledger.start_delivery(delivery.pk)
     assert OperationLog.objects.filter(action="delivery.cancel").count() == 1
 
 

@@ -14,7 +14,7 @@ import pytest
 from okuru.customers.fields import catalogue
 from okuru.customers.models import Customer, Field
 from okuru.lib import signing
-from okuru.mailings import actions, dkim_keys
+from okuru.mailings import dkim_keys, ledger
 from okuru.mailings.messages import MessageBuilder
 from okuru.mailings.rendering import CompiledMail
 from okuru.mailings.testing import make_mail
@@ -123,7 +123,7 @@ def scan(kind: str, signed: bool, tmp_path) -> set[str]:
     )
     if signed:
         dkim_keys.add_key("shop.example", "rsa", None)
-    content = actions.content_snapshot(mail)
+    content = ledger.content_snapshot(mail)
     rendered = CompiledMail(content, catalogue()).render(
         41, Customer.objects.filter(pk=customer.pk).values().get()
     )

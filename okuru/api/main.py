@@ -11,10 +11,10 @@ from okuru.api import (
     fields,
     imports,
     jobs,
+    mailings,
     redelivery,
 )
 from okuru.api.auth import TokenAuth
-from okuru.mailings import api as mailings_api
 
 api = NinjaAPI(
     title="Okuru API",
@@ -36,5 +36,5 @@ for module in (customers, fields, dbviews, imports, exports, jobs):
     api.add_router("", module.router)
 # Before the mailings router: its POST /deliveries/{id}/{action} would take /resend.
 api.add_router("", redelivery.router)
-api.add_router("", mailings_api.router)
+api.add_router("", mailings.router)
 api.add_router("", extractions.router)

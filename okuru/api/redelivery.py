@@ -19,8 +19,8 @@ from ninja import Query, Router, Schema, Status
 from okuru.api.auth import needs
 from okuru.api.errors import ApiError, bad_request, not_found
 from okuru.mailings import redelivery
-from okuru.mailings.api import delivery_json, mail_json
 from okuru.mailings.models import Delivery, Mail, PlannedRedelivery
+from okuru.mailings.serializers import delivery_json, mail_json
 
 router = Router(tags=["re-delivery"])
 

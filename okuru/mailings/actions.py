@@ -35,8 +35,19 @@ from django.utils.translation import gettext as _
 from okuru.accounts import audit
 from okuru.customers.fields import catalogue
 from okuru.customers.filters import FilterError
-from okuru.mailings import extraction, rendering, targeting
-from okuru.mailings.models import Delivery, Mail, PlannedRedelivery, Recipient, TrackedLink
+from okuru.customers.models import Customer, Topic
+from okuru.lib import signing, smtp
+from okuru.mailings import extraction, ledger, relays, rendering, targeting
+from okuru.mailings.dkim_keys import signer_for
+from okuru.mailings.messages import BadAddress, MessageBuilder, check_address
+from okuru.mailings.models import (
+    Delivery,
+    Mail,
+    PlannedRedelivery,
+    Recipient,
+    Relay,
+    TrackedLink,
+)
 
 Actor = Any  # HttpRequest | Operator | None, as okuru.accounts.audit.log takes it
 S = Delivery.Status
@@ -105,6 +116,98 @@ def save_mail(mail: Mail, actor: Actor) -> Mail:
         sync_links(mail)
         audit.log(actor, "mail.create" if created else "mail.update", f"mail:{mail.pk}")
     return mail
+
+
+# What a new mail may be built from: its columns, ``topic`` by key, references as ``<name>_id``.
+NEW_MAIL_KEYS = frozenset(
+    {
+        "kind",
+        "name",
+        "from_address",
+        "from_name",
+        "reply_to",
+        "return_path_domain",
+        "error_threshold",
+        "duplicate_rule",
+        "address_field",
+        "open_tracking",
+        "click_tracking",
+        "topic",
+        "subject",
+        "text_body",
+        "html_body",
+        "filter",
+        "customer_set",
+        "view_id",
+        "recipient_list_id",
+        "relay_id",
+    }
+)
+REQUIRED_MAIL_KEYS = ("name", "from_address", "subject")
+
+
+def build_mail(values: dict[str, Any], owner: Any) -> Mail:
+    """The unsaved mail that ``values`` describe: the REST API's and ``okuru mails create``'s
+    mail fields. Keys not given take the model's defaults, or an extraction list's
+    (``extraction.mail_defaults``); other keys are ignored. ``save_mail`` saves it.
+
+    Raises ValidationError keyed by field for a missing required key, a value of the wrong
+    JSON type, an unknown kind, topic key or relay."""
+    given = {k: v for k, v in values.items() if k in NEW_MAIL_KEYS}
+    _check_types(given)
+    kind = given.get("kind", Mail.Kind.BASIC)
+    if kind not in (Mail.Kind.BASIC, Mail.Kind.SPOT):
+        raise ValidationError(_("Unknown kind %(kind)s: use basic or spot.") % {"kind": kind})
+    topic = topic_by_key(given.pop("topic", None))
+    for key in ("filter", "customer_set"):
+        if given.get(key) is None:
+            given[key] = {}
+    mail = Mail(**given, topic=topic, owner=owner)
+    check_relay(mail)
+    return extraction.mail_defaults(mail, values.keys())
+
+
+def _check_types(given: dict[str, Any]) -> None:
+    # JSON from a file is not typed: a list where a subject goes would otherwise be saved as
+    # its Python repr, and a string where a number goes would fail deep in the save.
+    errors: dict[str, list[str]] = {}
+    for key in REQUIRED_MAIL_KEYS:
+        if given.get(key) is None:
+            errors[key] = [_("This field is required.")]
+    for key, value in given.items():
+        if value is None or key in errors:
+            continue
+        if key.endswith("_id") or key == "error_threshold":
+            ok, what = isinstance(value, int) and not isinstance(value, bool), _("a whole number")
+        elif key in ("open_tracking", "click_tracking"):
+            ok, what = isinstance(value, bool), _("true or false")
+        elif key in ("filter", "customer_set"):
+            ok, what = isinstance(value, dict), _("a JSON object")
+        else:
+            ok, what = isinstance(value, str), _("a string")
+        if not ok:
+            errors[key] = [_("Must be %(what)s.") % {"what": what}]
+    if errors:
+        raise ValidationError(errors)
+
+
+def topic_by_key(key: str | None) -> Topic | None:
+    """The newsletter topic with ``key`` (None or "": no topic)."""
+    if not key:
+        return None
+    if UNSTORABLE_RE.search(key):  # not a key, and a query with it would fail
+        raise ValidationError(_("No newsletter topic with key %(key)s.") % {"key": ascii(key)})
+    topic = Topic.objects.filter(key=key).first()
+    if topic is None:
+        raise ValidationError(_("No newsletter topic with key %(key)s.") % {"key": key})
+    return topic
+
+
+def check_relay(mail: Mail) -> None:
+    """The mail's relay exists: checked before the save, where an unknown id would fail only at
+    commit, as a server error."""
+    if mail.relay_id is not None and not Relay.objects.filter(pk=mail.relay_id).exists():
+        raise ValidationError(_("No relay with id %(id)s.") % {"id": mail.relay_id})
 
 
 def changed_list(mail: Mail) -> bool:
@@ -190,8 +293,6 @@ def validate_fields(mail: Mail) -> None:
 
 def validate_sender(mail: Mail) -> None:
     """Addresses that go into headers and the SMTP envelope must be plain addresses."""
-    from okuru.mailings.messages import BadAddress, check_address
-
     for field in ("from_address", "reply_to"):
         value = getattr(mail, field)
         if not value and field == "reply_to":
@@ -225,28 +326,6 @@ def sync_links(mail: Mail) -> None:
             link.position, link.active = position, True
             link.save(update_fields=["position", "active"])
     TrackedLink.objects.filter(pk__in=[link.pk for link in existing.values()]).update(active=False)
-
-
-def content_snapshot(mail: Mail) -> dict[str, Any]:
-    """What a delivery sends, fixed when it starts."""
-    links = mail.links.filter(active=True).order_by("position") if mail.pk else []
-    return {
-        "subject": mail.subject,
-        "text_body": mail.text_body,
-        "html_body": mail.html_body,
-        "from_address": mail.from_address,
-        "from_name": mail.from_name,
-        "reply_to": mail.reply_to,
-        "return_path_domain": mail.return_path_domain,
-        "open_tracking": mail.open_tracking,
-        "click_tracking": mail.click_tracking,
-        "topic_key": mail.topic.key if mail.topic_id else "",
-        # What the List-Id header is made of (``messages.list_id``).
-        "topic_name": mail.topic.name if mail.topic_id else "",
-        "mail_id": mail.pk,
-        "mail_name": mail.name,
-        "links": [[link.pk, link.url] for link in links],
-    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,9 +363,7 @@ def reserve(delivery: Delivery, actor: Actor, when: datetime | None = None) -> D
         raise ValidationError(_("Only basic mails and spot deliveries can be sent this way."))
     rendering.validate_templates(mail)
     validate_targeting(mail)
-    from okuru.mailings.sending import default_relay
-
-    relay = mail.relay or default_relay()
+    relay = mail.relay or relays.default_relay()
     now = timezone.now()
     with transaction.atomic(durable=True):
         _change(
@@ -314,45 +391,6 @@ def send_now(mail: Mail, actor: Actor) -> Delivery:
     return reserve(create_delivery(mail, actor), actor, None)
 
 
-def start_delivery(delivery_id: int) -> bool:
-    """Freeze the ledger and mark the delivery running — one transaction, so a crash leaves
-    either a reserved delivery with no ledger or a running one with all of it. False when the
-    delivery is not a due reservation (someone else started it)."""
-    try:
-        with transaction.atomic(durable=True):
-            n = Delivery.objects.filter(
-                pk=delivery_id, status=S.RESERVED, scheduled_at__lte=timezone.now()
-            ).update(status=S.RUNNING, started_at=timezone.now())
-            if n != 1:
-                return False
-            delivery = Delivery.objects.select_related("mail", "mail__topic").get(pk=delivery_id)
-            specs = catalogue()
-            summary = targeting.counts(delivery.targeting, specs)
-            inserted = targeting.fill_ledger(delivery_id, delivery.targeting, specs)
-            Delivery.objects.filter(pk=delivery_id).update(
-                content=content_snapshot(delivery.mail),
-                matched_count=summary["matched"],
-                excluded=summary["excluded"],
-                recipient_count=inserted,
-                last_activity_at=timezone.now(),
-            )
-            audit.log(None, "delivery.start", f"delivery:{delivery_id}", {"recipients": inserted})
-    except FilterError as e:
-        # The targeting went bad since the reservation (say a source delivery left the 3-month
-        # window): stop with the reason rather than send to the wrong people.
-        Delivery.objects.filter(pk=delivery_id, status=S.RESERVED).update(
-            status=S.STOPPED, finished_at=timezone.now(), note=str(e)
-        )
-        return False
-    return True
-
-
-def start_due_deliveries() -> list[int]:
-    """Start due reservations (at most 100 per call); returns the ids started."""
-    due = Delivery.objects.filter(status=S.RESERVED, scheduled_at__lte=timezone.now())
-    return [i for i in list(due.values_list("id", flat=True)[:100]) if start_delivery(i)]
-
-
 def cancel(delivery: Delivery, actor: Actor) -> None:
     with transaction.atomic(durable=True):
         _change(
@@ -374,12 +412,6 @@ def pause(delivery: Delivery, actor: Actor) -> None:
             status=S.PAUSED,
         )
         audit.log(actor, "delivery.pause", f"delivery:{delivery.pk}")
-
-
-def pause_for_error(delivery_id: int, error: str) -> None:
-    Delivery.objects.filter(pk=delivery_id, status=S.RUNNING).update(
-        status=S.PAUSED, note=_("Paused by the worker: %(error)s") % {"error": error}
-    )
 
 
 def resume(delivery: Delivery, actor: Actor) -> None:
@@ -404,13 +436,11 @@ def stop(delivery: Delivery, actor: Actor) -> None:
             status=S.STOPPED,
             finished_at=timezone.now(),
         )
-        from okuru.mailings.sending import refresh_counts, stopped_note
-
         # Leased rows are "queued" too: a worker's next flush finds them stopped and lets go.
         n = Recipient.objects.filter(
             delivery_id=delivery.pk, status=Recipient.Status.QUEUED
-        ).update(status=Recipient.Status.STOPPED, next_attempt_at=None, note=stopped_note())
-        refresh_counts(delivery.pk)
+        ).update(status=Recipient.Status.STOPPED, next_attempt_at=None, note=ledger.stopped_note())
+        ledger.refresh_counts(delivery.pk)
         audit.log(actor, "delivery.stop", f"delivery:{delivery.pk}", {"not_sent": n})
 
 
@@ -442,9 +472,7 @@ def resolve_unknown(
                 Delivery.objects.filter(pk=d.pk).update(status=S.RUNNING, finished_at=None)
         else:
             n = rows.update(claim="", note=_("Not sent again: an operator decided so."))
-        from okuru.mailings.sending import refresh_counts
-
-        refresh_counts(d.pk)
+        ledger.refresh_counts(d.pk)
         audit.log(
             actor,
             "delivery.resolve_unknown",
@@ -458,9 +486,7 @@ def resolve_unknown(
 
 
 def _kick(delivery_id: int) -> None:
-    from okuru.mailings.tasks import kick_delivery
-
-    kick_delivery.enqueue(delivery_id)
+    ledger.kick(delivery_id)
 
 
 def _operator(actor: Actor) -> Any:
@@ -477,12 +503,10 @@ def preview_message(mail: Mail, customer: Any | None = None) -> rendering.Render
 
     Tracking URLs carry recipient id 0, which no ledger row has: clicking them in a preview
     records nothing. The HTML is the message as sent; show it in a sandboxed frame."""
-    from okuru.customers.models import Customer
-
     row = {"id": 0, "data": {}}
     if customer is not None:
         row = Customer.objects.filter(pk=customer.pk).values().get()
-    compiled = rendering.CompiledMail(content_snapshot(mail), catalogue())
+    compiled = rendering.CompiledMail(ledger.content_snapshot(mail), catalogue())
     return compiled.render(0, row)
 
 
@@ -492,11 +516,6 @@ def send_test_message(
     """Send the mail as ``customer`` to a few addresses now, through the mail's relay.
 
     Raises ValidationError naming a bad address or the relay's refusal."""
-    from okuru.lib import smtp
-    from okuru.mailings.dkim_keys import signer_for
-    from okuru.mailings.messages import BadAddress, MessageBuilder, check_address
-    from okuru.mailings.sending import default_relay
-
     if not addresses or len(addresses) > 10:
         raise ValidationError(_("Give between 1 and 10 addresses for a test send."))
     for a in addresses:
@@ -511,11 +530,8 @@ def send_test_message(
         rendered = preview_message(mail, customer)
     except rendering.RenderError as e:
         raise ValidationError(e.message) from None
-    builder = MessageBuilder(0, content_snapshot(mail), signer_for(mail.from_address))
-    from okuru.lib import signing
-    from okuru.mailings.sending import relay_problem
-
-    relay = mail.relay or default_relay()
+    builder = MessageBuilder(0, ledger.content_snapshot(mail), signer_for(mail.from_address))
+    relay = mail.relay or relays.default_relay()
     conn = smtp.Connection(relay.smtp_settings())
 
     try:
@@ -528,7 +544,7 @@ def send_test_message(
                     % {"address": a, "reply": str(reply)}
                 )
     except smtp.RelayRejected as e:
-        raise ValidationError(relay_problem(e)) from None
+        raise ValidationError(relays.relay_problem(e)) from None
     except (smtp.ConnectionLost, smtp.Indeterminate) as e:
         raise ValidationError(
             _("The test message could not be sent: %(error)s") % {"error": e}

@@ -6,6 +6,8 @@ class MailingsConfig(AppConfig):
     label = "mailings"
 
     def ready(self) -> None:
-        # The "delivery_history" filter condition plugs into the customers filter engine;
-        # extraction registers its job runner.
-        from okuru.mailings import extraction, targeting  # noqa: F401
+        # Imported here, not at the top: models may be imported only once the app registry is
+        # ready. Importing them registers mailings' filter kinds with the customers filter
+        # engine ("delivery_history" in targeting, "delivery_count" in reports), extraction's
+        # job runner, and the sending task that actions kick (tasks).
+        from okuru.mailings import extraction, reports, targeting, tasks  # noqa: F401

@@ -5,7 +5,7 @@
     for the whole relay and per recipient domain (0 = unlimited). One relay is the default.
     ``verify_tls`` (default on) checks the relay's certificate and name; a relay that fails
     the check, offers no STARTTLS or AUTH, or refuses the password pauses the delivery with
-    the reason (``sending.relay_problem``). ``smtp_settings()`` is what the SMTP client takes.
+    the reason (``relays.relay_problem``). ``smtp_settings()`` is what the SMTP client takes.
 
 ``Mail``
     What the operator composes: kind (basic and spot now; retargeting, step, auto, planning
@@ -603,3 +603,18 @@ class PlannedRedelivery(models.Model):
             for p in plans
         ]
         return len(cls.objects.bulk_create(copies))
+
+
+class ReportArchive(models.Model):
+    """The parts of a delivery's report that are computed from per-recipient detail (ledger
+    rows, events), frozen just before that detail is purged: errors by kind, clicks per link,
+    the opens-and-clicks chart. The other counts stay on the ``Delivery`` row itself."""
+
+    delivery = models.OneToOneField(
+        "mailings.Delivery", models.CASCADE, related_name="report_archive"
+    )
+    errors = models.JSONField(default=dict, blank=True)  # error kind -> count
+    links = models.JSONField(default=list, blank=True)  # [{link, url, name, unique, total}]
+    series = models.JSONField(default=dict, blank=True)  # {unit, points: [[iso, opens, clicks]]}
+    purged_rows = models.BigIntegerField(default=0)
+    purged_at = models.DateTimeField(default=timezone.now)

@@ -20,7 +20,7 @@ simply lose the reference.
 
 *Testing* (``test_relay``) opens a session as the worker would — connect, EHLO, STARTTLS or
 implicit TLS, AUTH — then QUITs without sending anything, and says what happened in words the
-operator can act on (``sending.relay_problem`` for a configuration the relay refuses).
+operator can act on (``relay_problem`` for a configuration the relay refuses).
 
 A running delivery keeps the relay settings it started with until it is paused and resumed, or
 its worker restarts.
@@ -33,6 +33,7 @@ import re
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
@@ -245,8 +246,6 @@ def test_relay(relay: Relay, actor: Actor) -> TestResult:
     try:
         conn.open()
     except smtp.RelayRejected as e:
-        from okuru.mailings.sending import relay_problem
-
         result = TestResult(False, relay_problem(e))
     except smtp.ConnectFailed as e:
         result = TestResult(False, _connect_failed(settings, e))
@@ -380,3 +379,49 @@ class RelayForm(forms.ModelForm):
         for key, messages in error.message_dict.items():
             field = "new_password" if key == "password" else key
             self.add_error(field if field in self.fields else None, messages)
+
+
+def default_relay() -> Relay:
+    """The default relay; on a fresh install, one made from the operator-mail settings (the
+    embedded set-up's capture SMTP server), so mail flows end to end with no configuration."""
+    relay = Relay.objects.filter(is_default=True).first() or Relay.objects.order_by("id").first()
+    if relay is not None:
+        return relay
+    options = settings.MAILERS["default"]["OPTIONS"]
+    relay, _created = Relay.objects.get_or_create(
+        name="default",
+        defaults={
+            "host": options.get("host") or "127.0.0.1",
+            "port": options.get("port") or 25,
+            "security": "tls"
+            if options.get("use_ssl")
+            else ("starttls" if options.get("use_tls") else "none"),
+            "username": options.get("username") or "",
+            "password": options.get("password") or "",
+            "is_default": True,
+        },
+    )
+    return relay
+
+
+def relay_problem(e: smtp.RelayRejected) -> str:
+    """What the operator must change, for a relay that cannot work with its settings."""
+    messages = {
+        smtp.RelayRejected.CERTIFICATE: _(
+            "The relay's TLS certificate could not be verified (%(detail)s). Give the relay a "
+            "certificate for its name from a trusted authority, or turn off certificate "
+            "verification for this relay."
+        ),
+        smtp.RelayRejected.NO_STARTTLS: _(
+            "The relay does not offer STARTTLS (%(detail)s). Change the relay's security setting."
+        ),
+        smtp.RelayRejected.NO_AUTH: _(
+            "The relay does not offer authentication (%(detail)s). Some relays offer it only "
+            "over TLS: check the relay's security setting."
+        ),
+        smtp.RelayRejected.AUTH: _(
+            "The relay refused the user name or password (%(detail)s). Correct them in the "
+            "relay's settings."
+        ),
+    }
+    return messages[e.problem] % {"detail": e.detail}

@@ -1,4 +1,4 @@
-"""Delivery results (配信実績): the counts of a delivery, their recipients, exports, the chart,
+"""Delivery results (配信実績): the counts of a delivery, their recipients, exports, the chart's series,
 and the purge of per-recipient detail after the retention window.
 
 A *count* is a named set of ledger rows that a report shows a number for and drills into:
@@ -32,16 +32,17 @@ delivery are not in it (there is nothing left to update).
 Per-recipient detail (ledger rows and events) of deliveries that started more than
 ``MAILINGS_RETENTION_DAYS`` ago is purged by ``purge_expired``; what the report computes from
 that detail (errors by kind, clicks per link, the chart) is frozen first into
-``tracking.ReportArchive``; the other counts live on the ``Delivery`` row and stay.
+``ReportArchive``; the other counts live on the ``Delivery`` row and stay.
 
 Opens and clicks reach the counters and events through the tracking inbox, which
 ``okuru trackingworker`` drains continuously; the summary, the chart, the drill-downs and the
-exports drain it first themselves (``_current``), so they never trail the traffic.
+exports first run the catch-ups registered with ``register_catch_up`` (the tracking app
+registers that drain), so they never trail the traffic.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -51,8 +52,6 @@ from django.db import transaction
 from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet
 from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 
 from okuru.accounts import audit
@@ -61,8 +60,15 @@ from okuru.customers import exporter, filters, sql
 from okuru.customers.filters import FilterError
 from okuru.lib import csvio
 from okuru.mailings import extraction, targeting
-from okuru.mailings.models import Delivery, ErrorKind, Event, Exclusion, Recipient, TrackedLink
-from okuru.tracking import recording
+from okuru.mailings.models import (
+    Delivery,
+    ErrorKind,
+    Event,
+    Exclusion,
+    Recipient,
+    ReportArchive,
+    TrackedLink,
+)
 
 PAGE_SIZE = 50
 EPOCH = datetime.min.replace(tzinfo=UTC)
@@ -85,11 +91,23 @@ SIMPLE_COUNTS = (
 COUNTERS = ("open_unique", "open_total", "click_unique", "click_total")
 
 
+# What brings the counters and events up to date before a report reads them: the tracking app
+# registers the drain of its inbox here (it knows mailings; mailings does not know it). Each
+# returns how many changes it applied, and logs rather than raises on failure.
+_catch_up: list[Callable[[], int]] = []
+
+
+def register_catch_up(apply_pending: Callable[[], int]) -> None:
+    """Run ``apply_pending`` before every report read (once, however often registered)."""
+    if apply_pending not in _catch_up:
+        _catch_up.append(apply_pending)
+
+
 def _current(delivery: Delivery | None = None) -> None:
-    """Apply the opens and clicks still waiting in the tracking inbox, and reload
-    ``delivery``'s counters if that changed anything. A failure is logged: the report then
-    shows the counts as the last drain left them."""
-    if recording.drain_quietly() and delivery is not None:
+    """Apply the opens and clicks still waiting to be recorded, and reload ``delivery``'s
+    counters if that changed anything. A failure is logged: the report then shows the counts
+    as the last catch-up left them."""
+    if sum(apply_pending() for apply_pending in _catch_up) and delivery is not None:
         delivery.refresh_from_db(fields=COUNTERS)
 
 
@@ -113,8 +131,6 @@ def deliveries() -> QuerySet[Delivery]:
 
 
 def is_purged(delivery: Delivery) -> bool:
-    from okuru.tracking.models import ReportArchive
-
     return ReportArchive.objects.filter(delivery=delivery).exists()
 
 
@@ -290,8 +306,6 @@ def link_stats(delivery: Delivery) -> list[LinkStat]:
 def summary(delivery: Delivery) -> dict[str, Any]:
     """Everything the report page shows, from the delivery row, the ledger and the events, or
     from the archive once per-recipient detail is purged."""
-    from okuru.tracking.models import ReportArchive
-
     _current(delivery)
     archive = ReportArchive.objects.filter(delivery=delivery).first()
     if archive is not None:
@@ -368,8 +382,6 @@ def summary_json(delivery: Delivery) -> dict[str, Any]:
 
 def series(delivery: Delivery) -> dict[str, Any]:
     """Opens and clicks per hour (per day when the events span more than three days)."""
-    from okuru.tracking.models import ReportArchive
-
     archive = ReportArchive.objects.filter(delivery=delivery).first()
     if archive is not None:
         return archive.series
@@ -412,89 +424,6 @@ def _fill(buckets: dict[datetime, list[int]], unit: str) -> list[list[Any]]:
         points.append([timezone.make_aware(t).isoformat(), opens, clicks])
         t += step
     return points
-
-
-CHART_W, CHART_H, PAD_L, PAD_B, PAD_T, PAD_R = 720, 220, 44, 28, 12, 12
-
-
-def chart_svg(data: dict[str, Any]) -> SafeString:
-    """An inline SVG line chart of opens (solid) and clicks (dashed), drawn on the server so
-    the report needs no chart library and no script. Only numbers and escaped labels go into
-    the markup."""
-    points = data.get("points") or []
-    if not points:
-        return mark_safe("")
-    top = max(max(o, c) for _t, o, c in points) or 1
-    n = len(points)
-    width = CHART_W - PAD_L - PAD_R
-    height = CHART_H - PAD_T - PAD_B
-
-    def x(i: int) -> float:
-        return PAD_L + (width * i / (n - 1) if n > 1 else width / 2)
-
-    def y(v: int) -> float:
-        return PAD_T + height - height * v / top
-
-    def line(col: int) -> str:
-        return " ".join(f"{x(i):.1f},{y(p[col]):.1f}" for i, p in enumerate(points))
-
-    def dots(col: int, color: str) -> SafeString:
-        # Markers, so that a single bucket (or a spike) is visible as well as a line.
-        return format_html_join(
-            "",
-            '<circle cx="{}" cy="{}" r="3" fill="{}"><title>{}: {}</title></circle>',
-            (
-                (f"{x(i):.1f}", f"{y(p[col]):.1f}", color, _label_time(p[0], fmt), p[col])
-                for i, p in enumerate(points)
-            ),
-        )
-
-    fmt = "%m/%d" if data.get("unit") == "day" else "%m/%d %H:00"
-    step = max(1, n // 6)
-    ticks = format_html_join(
-        "",
-        '<text x="{}" y="{}" text-anchor="middle" font-size="10">{}</text>',
-        ((f"{x(i):.1f}", CHART_H - 8, _label_time(points[i][0], fmt)) for i in range(0, n, step)),
-    )
-    title = _("Opens and clicks over time")
-    return format_html(
-        '<svg class="chart" role="img" aria-label="{title}" viewBox="0 0 {w} {h}" '
-        'width="100%" preserveAspectRatio="xMidYMid meet" '
-        'xmlns="http://www.w3.org/2000/svg">'
-        "<title>{title}</title>"
-        '<line x1="{l}" y1="{base}" x2="{r}" y2="{base}" stroke="#999"/>'
-        '<line x1="{l}" y1="{t}" x2="{l}" y2="{base}" stroke="#999"/>'
-        '<text x="{lx}" y="{ty}" text-anchor="end" font-size="10">{top}</text>'
-        '<text x="{lx}" y="{base}" text-anchor="end" font-size="10">0</text>'
-        '<polyline fill="none" stroke="#1f6feb" stroke-width="2" points="{opens}"/>'
-        '<polyline fill="none" stroke="#d9480f" stroke-width="2" stroke-dasharray="5 3" '
-        'points="{clicks}"/>{open_dots}{click_dots}{ticks}'
-        '<text x="{r}" y="{ty}" text-anchor="end" font-size="11" fill="#1f6feb">{ol}</text>'
-        '<text x="{r}" y="{ty2}" text-anchor="end" font-size="11" fill="#d9480f">{cl}</text>'
-        "</svg>",
-        title=title,
-        w=CHART_W,
-        h=CHART_H,
-        l=PAD_L,
-        r=CHART_W - PAD_R,
-        t=PAD_T,
-        base=PAD_T + height,
-        lx=PAD_L - 4,
-        ty=PAD_T + 8,
-        ty2=PAD_T + 22,
-        top=top,
-        opens=line(1),
-        clicks=line(2),
-        open_dots=dots(1, "#1f6feb"),
-        click_dots=dots(2, "#d9480f"),
-        ticks=ticks,
-        ol=_("Opens"),
-        cl=_("Clicks"),
-    )
-
-
-def _label_time(iso: str, fmt: str) -> str:
-    return timezone.localtime(datetime.fromisoformat(iso)).strftime(fmt)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -671,8 +600,6 @@ def purgeable(now: datetime | None = None) -> QuerySet[Delivery]:
 def archive(delivery: Delivery) -> Any:
     """Freeze what the report computes from per-recipient detail (idempotent: a second call
     after a partial purge keeps the first, complete, archive)."""
-    from okuru.tracking.models import ReportArchive
-
     existing = ReportArchive.objects.filter(delivery=delivery).first()
     if existing is not None:
         return existing

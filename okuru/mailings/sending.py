@@ -75,9 +75,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import OperationalError, connection, transaction
-from django.db.models import Count, Q
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -85,6 +84,7 @@ from okuru.customers.fields import catalogue
 from okuru.customers.models import Customer
 from okuru.customers.sql import TABLE as CUSTOMERS
 from okuru.lib import signing, smtp
+from okuru.mailings import ledger, relays
 from okuru.mailings.dkim_keys import signer_for
 from okuru.mailings.messages import BadAddress, MessageBuilder
 from okuru.mailings.models import Delivery, Exclusion, ListCleaning, Recipient, Relay, error_weight
@@ -222,29 +222,6 @@ class Prepared:
             self.per_message = (
                 sample if not self.per_message else 0.7 * self.per_message + 0.3 * sample
             )
-
-
-def default_relay() -> Relay:
-    """The default relay; on a fresh install, one made from the operator-mail settings (the
-    embedded set-up's capture SMTP server), so mail flows end to end with no configuration."""
-    relay = Relay.objects.filter(is_default=True).first() or Relay.objects.order_by("id").first()
-    if relay is not None:
-        return relay
-    options = settings.MAILERS["default"]["OPTIONS"]
-    relay, _created = Relay.objects.get_or_create(
-        name="default",
-        defaults={
-            "host": options.get("host") or "127.0.0.1",
-            "port": options.get("port") or 25,
-            "security": "tls"
-            if options.get("use_ssl")
-            else ("starttls" if options.get("use_tls") else "none"),
-            "username": options.get("username") or "",
-            "password": options.get("password") or "",
-            "is_default": True,
-        },
-    )
-    return relay
 
 
 def _adapt(dt: datetime | None) -> Any:
@@ -433,7 +410,7 @@ def flush(
         if status == Delivery.Status.STOPPED:
             for o in outcomes:
                 if o.status == Recipient.Status.QUEUED:  # a retry that will not happen now
-                    o.status, o.next_attempt_at, o.note = "stopped", None, stopped_note()
+                    o.status, o.next_attempt_at, o.note = "stopped", None, ledger.stopped_note()
         applied = _write_outcomes(token, outcomes) if outcomes else set()
         failures = [o for o in outcomes if o.error_weight and o.id in applied]
         if failures:
@@ -522,7 +499,7 @@ def _flush_postgresql(
     params = [
         *delivery_params,
         *columns,
-        stopped_note(),
+        ledger.stopped_note(),
         [o.id for o in outcomes],
         token,
         now,
@@ -554,77 +531,6 @@ def write_outcomes(delivery_id: int, token: str, outcomes: list[Outcome]) -> set
     if not outcomes:
         return set()
     return flush(delivery_id, token, outcomes).applied
-
-
-def stopped_note() -> str:
-    return _("Not sent: the delivery was stopped by an operator.")
-
-
-def reap_expired(lease: float) -> int:
-    """Rows left "sending" past their lease belong to a dead worker: they become "unknown"
-    (the message may or may not have gone out) and are never resent automatically."""
-    cutoff = timezone.now() - timedelta(seconds=lease)
-    return Recipient.objects.filter(status=Recipient.Status.SENDING, claimed_at__lt=cutoff).update(
-        status=Recipient.Status.UNKNOWN,
-        note=_("The worker stopped while sending; the message may or may not have been sent."),
-    )
-
-
-def refresh_counts(delivery_id: int) -> None:
-    """Recount the delivery's summary from the ledger (one indexed GROUP BY): sent, failed,
-    unknown, stopped, and the send-time exclusions by reason."""
-    rows = (
-        Recipient.objects.filter(delivery_id=delivery_id)
-        .order_by()
-        .values_list("status", "exclusion")
-        .annotate(n=Count("id"))
-    )
-    by_status: dict[str, int] = {}
-    excluded: dict[str, int] = {}
-    for status, exclusion, n in rows:
-        by_status[status] = by_status.get(status, 0) + n
-        if status == Recipient.Status.EXCLUDED:
-            excluded[exclusion] = excluded.get(exclusion, 0) + n
-    Delivery.objects.filter(pk=delivery_id).update(
-        sent_count=by_status.get("sent", 0),
-        failed_count=by_status.get("failed", 0),
-        unknown_count=by_status.get("unknown", 0),
-        stopped_count=by_status.get("stopped", 0),
-        excluded_at_send=excluded,
-    )
-
-
-def maybe_complete(delivery_id: int) -> bool:
-    """A running delivery with no row queued or sending is complete. The delivery row is locked
-    first so a concurrent ``resolve_unknown`` (which requeues rows) cannot be lost."""
-    with transaction.atomic():
-        d = (
-            Delivery.objects.select_for_update()
-            .filter(pk=delivery_id, status=Delivery.Status.RUNNING)
-            .only("id")
-            .first()
-        )
-        if d is None:
-            return False
-        pending = Recipient.objects.filter(
-            delivery_id=delivery_id,
-            status__in=[Recipient.Status.QUEUED, Recipient.Status.SENDING],
-        ).exists()
-        if pending:
-            return False
-        Delivery.objects.filter(pk=delivery_id).update(
-            status=Delivery.Status.COMPLETED, finished_at=timezone.now()
-        )
-        refresh_counts(delivery_id)
-    return True
-
-
-def running_delivery_ids() -> list[int]:
-    return list(
-        Delivery.objects.filter(status=Delivery.Status.RUNNING)
-        .order_by("id")
-        .values_list("id", flat=True)
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -663,29 +569,6 @@ def exclusion_note(reason: str) -> str:
     return notes[reason]
 
 
-def relay_problem(e: smtp.RelayRejected) -> str:
-    """What the operator must change, for a relay that cannot work with its settings."""
-    messages = {
-        smtp.RelayRejected.CERTIFICATE: _(
-            "The relay's TLS certificate could not be verified (%(detail)s). Give the relay a "
-            "certificate for its name from a trusted authority, or turn off certificate "
-            "verification for this relay."
-        ),
-        smtp.RelayRejected.NO_STARTTLS: _(
-            "The relay does not offer STARTTLS (%(detail)s). Change the relay's security setting."
-        ),
-        smtp.RelayRejected.NO_AUTH: _(
-            "The relay does not offer authentication (%(detail)s). Some relays offer it only "
-            "over TLS: check the relay's security setting."
-        ),
-        smtp.RelayRejected.AUTH: _(
-            "The relay refused the user name or password (%(detail)s). Correct them in the "
-            "relay's settings."
-        ),
-    }
-    return messages[e.problem] % {"detail": e.detail}
-
-
 # ---------------------------------------------------------------------------------------------
 # The worker
 
@@ -722,12 +605,10 @@ class Worker:
         return self.send_batch()
 
     def housekeeping(self) -> None:
-        from okuru.mailings import actions
-
-        reaped = reap_expired(self.config.lease)
+        reaped = ledger.reap_expired(self.config.lease)
         if reaped:
             log.warning("%d rows left sending by a dead worker are now unknown", reaped)
-        actions.start_due_deliveries()
+        ledger.start_due_deliveries()
 
     def run(self, once: bool = False) -> None:
         try:
@@ -751,7 +632,7 @@ class Worker:
         if delivery is not None:
             ids = [delivery if isinstance(delivery, int) else delivery.pk]
         else:
-            ids = running_delivery_ids()
+            ids = ledger.running_delivery_ids()
             for stale in set(self.prepared) - set(ids):
                 del self.prepared[stale]
             if ids:  # take turns between running deliveries
@@ -764,7 +645,7 @@ class Worker:
             if rows:
                 self.process(delivery_id, token, rows)
                 return True
-            if maybe_complete(delivery_id):
+            if ledger.maybe_complete(delivery_id):
                 self.prepared.pop(delivery_id, None)
         return False
 
@@ -776,9 +657,7 @@ class Worker:
         except Exception as e:  # misconfiguration: give the rows back, pause, tell the operator
             log.exception("cannot prepare delivery %s", delivery_id)
             write_outcomes(delivery_id, token, [give_back(r.id) for r in rows])
-            from okuru.mailings import actions
-
-            actions.pause_for_error(delivery_id, str(e))
+            ledger.pause_for_error(delivery_id, str(e))
             return
         pending, todo = self.screen(p, rows)
         self._sleep_budget = self.config.max_rate_wait
@@ -871,9 +750,7 @@ class Worker:
     def pause(self, delivery_id: int, p: Prepared, reason: str) -> None:
         """The relay's settings cannot work: pause with the reason, and forget the settings so
         that the delivery picks up the corrected relay when it is resumed."""
-        from okuru.mailings import actions
-
-        actions.pause_for_error(delivery_id, reason)
+        ledger.pause_for_error(delivery_id, reason)
         self.prepared.pop(delivery_id, None)
         conn = self.connections.pop(p.relay_key, None)
         if conn is not None:
@@ -883,7 +760,7 @@ class Worker:
         now = time.monotonic()
         if now - self._last_counts.get(delivery_id, -1e9) >= COUNTS_INTERVAL:
             self._last_counts[delivery_id] = now
-            refresh_counts(delivery_id)
+            ledger.refresh_counts(delivery_id)
 
     # -- one message -----------------------------------------------------------------------
 
@@ -960,7 +837,7 @@ class Worker:
         try:
             reply = conn.send(envelope.sender, envelope.recipient, envelope.data)
         except smtp.RelayRejected as e:
-            outcome = give_back(row.id, note=relay_problem(e))
+            outcome = give_back(row.id, note=relays.relay_problem(e))
             outcome.pause_reason = outcome.note or ""
             return outcome
         except smtp.ConnectFailed as e:
@@ -1031,7 +908,7 @@ class Worker:
         if p is not None:
             return p
         d = Delivery.objects.select_related("relay").get(pk=delivery_id)
-        relay = d.relay or default_relay()
+        relay = d.relay or relays.default_relay()
         relay_settings = relay.smtp_settings()
         targeting = d.targeting or {}
         p = Prepared(
@@ -1081,10 +958,8 @@ def reconcile(lease: float = Config.lease) -> list[int]:
     """Repair what lost or crashed tasks left behind; returns deliveries that need a kick.
 
     Idempotent: the database says what is left to do, so running it twice changes nothing."""
-    from okuru.mailings import actions
-
-    reap_expired(lease)
-    kicks = actions.start_due_deliveries()
+    ledger.reap_expired(lease)
+    kicks = ledger.start_due_deliveries()
     quiet = timezone.now() - timedelta(seconds=STALL_SECONDS)
     for d in Delivery.objects.filter(status=Delivery.Status.RUNNING).only("id", "last_activity_at"):
         if d.last_activity_at and d.last_activity_at > quiet:
@@ -1095,5 +970,5 @@ def reconcile(lease: float = Config.lease) -> list[int]:
         if due.exists():
             kicks.append(d.id)
         else:
-            maybe_complete(d.id)
+            ledger.maybe_complete(d.id)
     return kicks

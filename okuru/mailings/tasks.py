@@ -16,16 +16,14 @@ from django.tasks import task
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task
 
-from okuru.mailings import redelivery, sending
+from okuru.mailings import ledger, redelivery, sending
 
 KICK_SECONDS = 300.0
 
 
 @task
 def kick_delivery(delivery_id: int) -> None:
-    from okuru.mailings import actions
-
-    actions.start_delivery(delivery_id)  # a due reservation starts here; otherwise a no-op
+    ledger.start_delivery(delivery_id)  # a due reservation starts here; otherwise a no-op
     worker = sending.Worker()
     found = False
     try:
@@ -38,6 +36,9 @@ def kick_delivery(delivery_id: int) -> None:
         worker.close()
     if found:  # time is up but rows remain: continue in a fresh task
         kick_delivery.enqueue(delivery_id)
+
+
+ledger.register_kick(kick_delivery.enqueue)
 
 
 @task

@@ -198,7 +198,7 @@ def start(mail: Any) -> Any:
     """Create, reserve and freeze a delivery of ``mail`` now (no task kick)."""
     from django.utils import timezone
 
-    from okuru.mailings import actions
+    from okuru.mailings import actions, ledger
     from okuru.mailings.models import Delivery
 
     delivery = actions.create_delivery(mail, None)
@@ -206,7 +206,7 @@ def start(mail: Any) -> Any:
     # drive the worker themselves.
     actions.reserve(delivery, None, timezone.now() + timedelta(days=1))
     Delivery.objects.filter(pk=delivery.pk).update(scheduled_at=timezone.now())
-    assert actions.start_delivery(delivery.pk)
+    assert ledger.start_delivery(delivery.pk)
     delivery.refresh_from_db()
     return delivery
 

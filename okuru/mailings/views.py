@@ -47,8 +47,10 @@ from okuru.lib import mailframe, signing, smtp
 from okuru.mailings import (
     actions,
     audiences,
+    chart,
     dkim_keys,
     forms,
+    ledger,
     redelivery,
     redelivery_views,
     relays,
@@ -298,7 +300,7 @@ def _asks_for_customer(request: HttpRequest, data: Any) -> None:
 def _render(mail: Mail, values: dict[str, Any]) -> rendering.Rendered:
     """The mail as the customer ``values`` would get it, without tracking (the links are the
     mail's own and no pixel is added: a preview must not count as an open)."""
-    content = actions.content_snapshot(mail)
+    content = ledger.content_snapshot(mail)
     content.update(open_tracking=False, click_tracking=False)
     compiled = rendering.CompiledMail(content, catalogue(), _placeholder_urls)
     return compiled.render(0, values)
@@ -332,18 +334,16 @@ def mail_preview(request: HttpRequest, mail_id: int) -> HttpResponse:
 
 def _send_test(mail: Mail, addresses: list[str], values: dict[str, Any]) -> list[str]:
     """Send the rendered mail to ``addresses`` through the mail's relay; returns the refusals."""
-    from okuru.mailings.sending import default_relay
-
     rendered = _render(mail, values)
     rendered = rendering.Rendered(
         subject=_("[TEST] %(subject)s") % {"subject": rendered.subject},
         text=rendered.text,
         html=rendered.html,
     )
-    content = actions.content_snapshot(mail)
+    content = ledger.content_snapshot(mail)
     content["return_path_domain"] = ""  # bounces of a test have no ledger row to land on
     builder = MessageBuilder(0, content, dkim_keys.signer_for(mail.from_address))
-    relay = mail.relay or default_relay()
+    relay = mail.relay or relays.default_relay()
     conn = smtp.Connection(relay.smtp_settings())
     refused = []
     try:
@@ -380,9 +380,7 @@ def mail_test(request: HttpRequest, mail_id: int) -> HttpResponse:
         messages.error(request, e.message)
         return redirect("mailings:detail", mail.pk)
     except smtp.RelayRejected as e:  # before ConnectionLost, of which it is a kind
-        from okuru.mailings.sending import relay_problem
-
-        messages.error(request, relay_problem(e))
+        messages.error(request, relays.relay_problem(e))
         return redirect("mailings:detail", mail.pk)
     except (OSError, smtp.ConnectionLost, smtp.Indeterminate) as e:
         messages.error(request, _("The test could not be sent: %(error)s") % {"error": e})
@@ -527,7 +525,7 @@ def delivery_report(request: HttpRequest, delivery_id: int) -> HttpResponse:
     ctx = {
         "delivery": delivery,
         "s": summary,
-        "chart": reports.chart_svg(reports.series(delivery)),
+        "chart": chart.chart_svg(reports.series(delivery)),
         "can_send": _can(request, "sending"),
         "can_export": _can(request, "export_data"),
         "excluded": _exclusion_rows(summary),

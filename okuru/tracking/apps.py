@@ -6,6 +6,9 @@ class TrackingConfig(AppConfig):
     label = "tracking"
 
     def ready(self) -> None:
-        # The "delivery_count" filter condition (the recipients of a report's count) plugs
-        # into the customers filter engine; the recipient exports are built on it.
-        from okuru.mailings import reports  # noqa: F401
+        # Imported here, not at the top: models may be imported only once the app registry is
+        # ready. Reports apply the opens and clicks still in the inbox before they read.
+        from okuru.mailings import reports
+        from okuru.tracking import recording
+
+        reports.register_catch_up(recording.drain_quietly)

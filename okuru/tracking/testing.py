@@ -29,7 +29,7 @@ def sent_delivery(n: int = 3, domain: str = "example.com", **mail_kwargs: Any) -
     mail = testing.make_mail(**mail_kwargs)
     delivery = testing.start(mail)
     Recipient.objects.filter(delivery=delivery).update(status="sent", sent_at=timezone.now())
-    from okuru.mailings.sending import refresh_counts
+    from okuru.mailings.ledger import refresh_counts
 
     refresh_counts(delivery.pk)
     delivery.refresh_from_db()

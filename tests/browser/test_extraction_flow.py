@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from okuru.customers.models import View
-from okuru.mailings import actions, sending, testing
+from okuru.mailings import actions, ledger, sending, testing
 from okuru.mailings.models import Delivery, Extraction, Mail, Relay
 from tests.browser.conftest import doc_screenshot, log_in
 from tests.extraction_setup import ELIGIBLE, make_source
@@ -106,7 +106,7 @@ def test_route_4_in_japanese_reaches_exactly_those_who_did_not_open(
         with page.expect_navigation():
             page.click("button[name=action][value=now]")
         delivery = Delivery.objects.get(mail=mail)
-        actions.start_delivery(delivery.pk)
+        ledger.start_delivery(delivery.pk)
         testing.drain(sending.Worker(), delivery)
         sink.wait_for(2)
         assert sorted(sink.received) == ["c@example.com", "f@example.com"]

@@ -8,7 +8,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from okuru.mailings import actions, sending, testing
+from okuru.mailings import actions, ledger, sending, testing
 from okuru.mailings.models import Delivery, Mail, Recipient
 from tests.browser.conftest import log_in
 
@@ -78,7 +78,7 @@ def test_a_basic_mail_is_previewed_safely_sent_to_three_and_reported(
     delivery = Delivery.objects.get(mail=mail)
     assert page.url == f"{live_server.url}/mails/deliveries/{delivery.pk}/"
 
-    actions.start_delivery(delivery.pk)
+    ledger.start_delivery(delivery.pk)
     testing.drain(sending.Worker(), delivery)
     page.reload()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from okuru.mailings import actions, sending, testing
+from okuru.mailings import actions, ledger, sending, testing
 from okuru.mailings.models import Delivery, Mail, Recipient
 from okuru.tracking import recording
 from tests.browser.conftest import doc_screenshot, log_in
@@ -72,7 +72,7 @@ def test_resend_and_redeliver_through_the_screens_in_japanese(
     with page.expect_navigation():
         page.click("#redeliver-submit")
     new = Delivery.objects.exclude(pk=source.pk).get()
-    actions.start_delivery(new.pk)
+    ledger.start_delivery(new.pk)
     testing.drain(sending.Worker(), new)
     assert sorted(sink.received) == [f"user1@{DOMAIN}", f"user2@{DOMAIN}"]
     assert {sink.handler.parsed(i)["Subject"] for i in range(2)} == {"まだご覧になっていない方へ"}
@@ -101,6 +101,6 @@ def test_resend_and_redeliver_through_the_screens_in_japanese(
     with page.expect_navigation():
         page.click("button[name=action][value=now]")
     resent = Delivery.objects.get(mail=draft)
-    actions.start_delivery(resent.pk)
+    ledger.start_delivery(resent.pk)
     testing.drain(sending.Worker(), resent)
     assert sorted(sink.received) == [f"user{i}@{DOMAIN}" for i in range(3)]

@@ -2,7 +2,8 @@
 named actions as the UI and the API (``okuru send`` does preview and send too; this command
 adds listing and creating, and shares its rights check).
 
-``create`` reads a JSON file with the API's mail fields (``POST /api/mails``)::
+``create`` reads a JSON file with a mail's fields, the same as the API's ``POST /api/mails``
+(``actions.build_mail`` reads them for both)::
 
     {"name": "Spring sale", "kind": "basic", "from_address": "news@shop.example",
      "subject": "Hello {{ customer_id }}", "text_body": "...", "html_body": "...",
@@ -19,14 +20,12 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils.dateparse import parse_datetime
-from pydantic import ValidationError as SchemaError
 
-from okuru.api.errors import ApiError
 from okuru.customers.filters import FilterError
 from okuru.customers.management.cli import get_operator
 from okuru.mailings import actions, rendering, targeting
-from okuru.mailings.api import MailIn, mail_json, new_mail
 from okuru.mailings.models import Mail
+from okuru.mailings.serializers import mail_json
 
 
 def dumps(value: Any) -> str:
@@ -71,8 +70,8 @@ class Command(BaseCommand):
             getattr(self, options["action"])(options)
         except ValidationError as e:
             raise CommandError(" ".join(e.messages)) from None
-        except (ApiError, FilterError) as e:
-            raise CommandError(str(getattr(e, "detail", e))) from None
+        except FilterError as e:
+            raise CommandError(str(e)) from None
 
     def list(self, options: dict) -> None:
         for m in Mail.objects.order_by("-id"):
@@ -86,17 +85,21 @@ class Command(BaseCommand):
         path = options["file"]
         try:
             raw = self.stdin_text() if path == "-" else Path(path).read_text(encoding="utf-8")
-            payload = MailIn.model_validate(json.loads(raw))
+            values = json.loads(raw)
         except OSError as e:
             raise CommandError(f"Cannot read {path}: {e}") from None
         except json.JSONDecodeError as e:
             raise CommandError(f"{path} is not valid JSON: {e}") from None
-        except SchemaError as e:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
-            )
+        if not isinstance(values, dict):
+            raise CommandError(f"{path} must hold one JSON object with the mail's fields.")
+        try:
+            mail = actions.build_mail(values, operator)
+        except ValidationError as e:
+            if not hasattr(e, "error_dict"):
+                raise
+            problems = "; ".join(f"{key}: {m}" for key, ms in e.message_dict.items() for m in ms)
             raise CommandError(f"Invalid mail: {problems}") from None
-        mail = actions.save_mail(new_mail(payload, operator), operator)
+        mail = actions.save_mail(mail, operator)
         self.stdout.write(f"mail {mail.pk} created")
 
     def stdin_text(self) -> str:

@@ -24,33 +24,12 @@ from okuru.accounts import audit
 from okuru.api.auth import needs
 from okuru.api.errors import ApiError, bad_request, not_found
 from okuru.customers.filters import FilterError
-from okuru.customers.models import Topic
-from okuru.mailings import actions, extraction, relays, rendering, reports, targeting
+from okuru.mailings import actions, relays, rendering, reports, targeting
 from okuru.mailings.models import Delivery, Mail, Relay
+from okuru.mailings.serializers import delivery_json, mail_json
 
 router = Router(tags=["mailings"])
 MAX_LIMIT = 1000
-
-MAIL_FIELDS = (
-    "name",
-    "from_address",
-    "from_name",
-    "reply_to",
-    "return_path_domain",
-    "error_threshold",
-    "duplicate_rule",
-    "address_field",
-    "open_tracking",
-    "click_tracking",
-    "subject",
-    "text_body",
-    "html_body",
-    "filter",
-    "customer_set",
-    "view_id",
-    "recipient_list_id",
-    "relay_id",
-)
 
 
 class MailIn(Schema):
@@ -158,74 +137,9 @@ def _limit(limit: int) -> int:
     return limit
 
 
-def _topic(key: str | None) -> Topic | None:
-    if not key:
-        return None
-    if actions.UNSTORABLE_RE.search(key):  # not a key, and a query with it would fail
-        raise bad_request(_("No newsletter topic with key %(key)s.") % {"key": ascii(key)})
-    topic = Topic.objects.filter(key=key).first()
-    if topic is None:
-        raise bad_request(_("No newsletter topic with key %(key)s.") % {"key": key})
-    return topic
-
-
-def mail_json(mail: Mail) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": mail.pk, "kind": mail.kind}
-    out.update({f: getattr(mail, f) for f in MAIL_FIELDS})
-    out["topic"] = mail.topic.key if mail.topic_id else None
-    out["links"] = [
-        {"id": link.pk, "url": link.url, "name": link.name}
-        for link in mail.links.filter(active=True)
-    ]
-    out["locked"] = actions.is_locked(mail)
-    out["created"] = mail.created
-    out["updated"] = mail.updated
-    return out
-
-
-def delivery_json(d: Delivery) -> dict[str, Any]:
-    return {
-        "id": d.pk,
-        "mail": d.mail_id,
-        "mail_name": d.mail.name,
-        "status": d.status,
-        "scheduled_at": d.scheduled_at,
-        "started_at": d.started_at,
-        "finished_at": d.finished_at,
-        "selectable_as_source": reports.is_selectable_source(d),
-        "recipients": d.recipient_count,
-        "sent": d.sent_count,
-        "failed": d.failed_count,
-        "unknown": d.unknown_count,
-        "open_unique": d.open_unique,
-        "open_total": d.open_total,
-        "click_unique": d.click_unique,
-        "click_total": d.click_total,
-        "note": d.note,
-    }
-
-
-def new_mail(payload: MailIn, owner: Any) -> Mail:
-    """The unsaved mail a ``MailIn`` describes (the CLI's ``okuru mails create`` too)."""
-    if payload.kind not in (Mail.Kind.BASIC, Mail.Kind.SPOT):
-        raise bad_request(_("Unknown kind %(kind)s: use basic or spot.") % {"kind": payload.kind})
-    values = payload.dict(exclude={"topic"})
-    values["filter"] = values["filter"] or {}
-    values["customer_set"] = values["customer_set"] or {}
-    mail = Mail(**values, topic=_topic(payload.topic), owner=owner)
-    return _check_relay(extraction.mail_defaults(mail, payload.model_fields_set))
-
-
-def _check_relay(mail: Mail) -> Mail:
-    # Checked here: an unknown id would otherwise fail only at commit, as a server error.
-    if mail.relay_id is not None and not Relay.objects.filter(pk=mail.relay_id).exists():
-        raise bad_request(_("No relay with id %(id)s.") % {"id": mail.relay_id})
-    return mail
-
-
 def _save(request: HttpRequest, mail: Mail) -> Mail:
-    _check_relay(mail)
     try:
+        actions.check_relay(mail)
         return actions.save_mail(mail, request)
     except ValidationError as e:
         raise _validation(e) from None
@@ -235,7 +149,12 @@ def _save(request: HttpRequest, mail: Mail) -> Mail:
 # Mails
 
 
-@router.get("/mails", summary="List mails", auth=needs("mails"))
+@router.get(
+    "/mails",
+    summary="List mails",
+    auth=needs("mails"),
+    operation_id="okuru_mailings_api_list_mails",
+)
 def list_mails(request: HttpRequest, params: Query[PageParams]):
     """Mails, newest first; page on with ``after`` = the last id of the previous page."""
     qs = Mail.objects.select_related("topic").order_by("-id")
@@ -249,29 +168,51 @@ def list_mails(request: HttpRequest, params: Query[PageParams]):
     }
 
 
-@router.post("/mails", response={201: dict}, summary="Create a mail", auth=needs("mails"))
+@router.post(
+    "/mails",
+    response={201: dict},
+    summary="Create a mail",
+    auth=needs("mails"),
+    operation_id="okuru_mailings_api_create_mail",
+)
 def create_mail(request: HttpRequest, payload: MailIn):
     """``kind``: basic or spot. Merge fields in ``subject``/``text_body``/``html_body`` are
     checked now: an unknown field is a 400. Basic: ``filter`` (a filter tree, which may hold
     ``delivery_history`` conditions). Spot: ``view_id`` + optional ``customer_set``, or
     ``recipient_list_id``."""
-    operator = request.user
-    return Status(201, mail_json(_save(request, new_mail(payload, operator))))
+    try:
+        mail = actions.build_mail(payload.dict(exclude_unset=True), request.user)
+    except ValidationError as e:
+        raise _validation(e) from None
+    return Status(201, mail_json(_save(request, mail)))
 
 
-@router.get("/mails/{mail_id}", summary="Get a mail", auth=needs("mails"))
+@router.get(
+    "/mails/{mail_id}",
+    summary="Get a mail",
+    auth=needs("mails"),
+    operation_id="okuru_mailings_api_get_mail",
+)
 def get_mail(request: HttpRequest, mail_id: int):
     return mail_json(_get_mail(mail_id))
 
 
-@router.patch("/mails/{mail_id}", summary="Change a mail", auth=needs("mails"))
+@router.patch(
+    "/mails/{mail_id}",
+    summary="Change a mail",
+    auth=needs("mails"),
+    operation_id="okuru_mailings_api_update_mail",
+)
 def update_mail(request: HttpRequest, mail_id: int, payload: MailPatch):
     """Only the given keys change. While a delivery of the mail is reserved or running its
     target conditions cannot change (400 with the reason)."""
     mail = _get_mail(mail_id)
     changes = payload.dict(exclude_unset=True)
     if "topic" in changes:
-        mail.topic = _topic(changes.pop("topic"))
+        try:
+            mail.topic = actions.topic_by_key(changes.pop("topic"))
+        except ValidationError as e:
+            raise _validation(e) from None
     for key, value in changes.items():
         if key in ("filter", "customer_set") and value is None:
             value = {}
@@ -279,7 +220,12 @@ def update_mail(request: HttpRequest, mail_id: int, payload: MailPatch):
     return mail_json(_save(request, mail))
 
 
-@router.get("/mails/{mail_id}/counts", summary="Preview a mail's counts", auth=needs("mails"))
+@router.get(
+    "/mails/{mail_id}/counts",
+    summary="Preview a mail's counts",
+    auth=needs("mails"),
+    operation_id="okuru_mailings_api_mail_counts",
+)
 def mail_counts(request: HttpRequest, mail_id: int):
     """Matched, excluded by reason, after exclusions, after the duplicate rule."""
     mail = _get_mail(mail_id)
@@ -296,6 +242,7 @@ def mail_counts(request: HttpRequest, mail_id: int):
     response={201: dict},
     summary="Send or reserve a mail",
     auth=needs("sending"),
+    operation_id="okuru_mailings_api_send_mail",
 )
 def send_mail(request: HttpRequest, mail_id: int, payload: SendIn):
     """Without ``at``: send now. With ``at`` (ISO 8601 with offset): reserve (配信予約)."""
@@ -320,7 +267,12 @@ def send_mail(request: HttpRequest, mail_id: int, payload: SendIn):
 # Deliveries
 
 
-@router.get("/deliveries", summary="List deliveries (delivery results)", auth=needs("reports"))
+@router.get(
+    "/deliveries",
+    summary="List deliveries (delivery results)",
+    auth=needs("reports"),
+    operation_id="okuru_mailings_api_list_deliveries",
+)
 def list_deliveries(request: HttpRequest, params: Query[DeliveryParams]):
     """Newest first; page on with ``before`` = the last id of the previous page."""
     qs = reports.deliveries().order_by("-id")
@@ -340,7 +292,12 @@ def list_deliveries(request: HttpRequest, params: Query[DeliveryParams]):
     }
 
 
-@router.get("/deliveries/{delivery_id}", summary="A delivery's report", auth=needs("reports"))
+@router.get(
+    "/deliveries/{delivery_id}",
+    summary="A delivery's report",
+    auth=needs("reports"),
+    operation_id="okuru_mailings_api_delivery_report",
+)
 def delivery_report(request: HttpRequest, delivery_id: int):
     """Sent, errors by kind, opens and clicks (unique, total, rate), clicks per link,
     exclusions, and the opens/clicks series."""
@@ -351,7 +308,10 @@ def delivery_report(request: HttpRequest, delivery_id: int):
 
 
 @router.post(
-    "/deliveries/{delivery_id}/unknown", summary="Decide on unknown rows", auth=needs("sending")
+    "/deliveries/{delivery_id}/unknown",
+    summary="Decide on unknown rows",
+    auth=needs("sending"),
+    operation_id="okuru_mailings_api_resolve_unknown",
 )
 def resolve_unknown(request: HttpRequest, delivery_id: int, payload: UnknownIn):
     """``resend``: true sends the unknown rows again (some may get a second copy), false
@@ -368,6 +328,7 @@ def resolve_unknown(request: HttpRequest, delivery_id: int, payload: UnknownIn):
     "/deliveries/{delivery_id}/{action}",
     summary="Cancel, pause, resume or stop",
     auth=needs("sending"),
+    operation_id="okuru_mailings_api_delivery_action",
 )
 def delivery_action(request: HttpRequest, delivery_id: int, action: str):
     """``action``: cancel (a reservation), pause, resume, stop."""
@@ -399,6 +360,7 @@ def _count(delivery: Delivery, count: str) -> None:
     "/deliveries/{delivery_id}/recipients/{count}",
     summary="Recipients of a count",
     auth=needs("reports"),
+    operation_id="okuru_mailings_api_count_recipients",
 )
 def count_recipients(request: HttpRequest, delivery_id: int, count: str, params: Query[PageParams]):
     """``count``: all, sent, errors, error:<kind>, unknown, opened, not_opened, clicked,
@@ -446,6 +408,7 @@ def _csv(chunks: Any, name: str, encoding: str) -> StreamingHttpResponse:
     response={200: None},
     summary="Export the customers of a count (CSV)",
     auth=needs("reports", "export_data"),
+    operation_id="okuru_mailings_api_export_count",
 )
 def export_count(request: HttpRequest, delivery_id: int, count: str, params: Query[ExportParams]):
     """Customer ID plus ``fields`` (keys), streamed; importable with mode "update" keyed on
@@ -472,6 +435,7 @@ def export_count(request: HttpRequest, delivery_id: int, count: str, params: Que
     response={200: None},
     summary="Export a delivery's events (CSV)",
     auth=needs("reports", "export_data"),
+    operation_id="okuru_mailings_api_export_events",
 )
 def export_events(request: HttpRequest, delivery_id: int, encoding: str = "utf-8-sig"):
     """One row per event: Customer ID, event (sent, open, click:<name or URL>,
@@ -536,12 +500,23 @@ def _save_relay(request: HttpRequest, relay: Relay, make_default: bool) -> Relay
         raise _validation(e) from None
 
 
-@router.get("/relays", summary="List relays", auth=needs("sending"))
+@router.get(
+    "/relays",
+    summary="List relays",
+    auth=needs("sending"),
+    operation_id="okuru_mailings_api_list_relays",
+)
 def list_relays(request: HttpRequest):
     return {"items": [relay_json(r) for r in Relay.objects.order_by("name")]}
 
 
-@router.post("/relays", response={201: dict}, summary="Create a relay", auth=needs("sending"))
+@router.post(
+    "/relays",
+    response={201: dict},
+    summary="Create a relay",
+    auth=needs("sending"),
+    operation_id="okuru_mailings_api_create_relay",
+)
 def create_relay(request: HttpRequest, payload: RelayIn):
     """``security``: none, starttls or tls. ``password`` is stored and never returned.
     ``max_per_second`` / ``per_domain_per_second``: 0 is no limit. ``is_default``: mails
@@ -551,12 +526,22 @@ def create_relay(request: HttpRequest, payload: RelayIn):
     return Status(201, relay_json(_save_relay(request, Relay(**values), make_default)))
 
 
-@router.get("/relays/{relay_id}", summary="Get a relay", auth=needs("sending"))
+@router.get(
+    "/relays/{relay_id}",
+    summary="Get a relay",
+    auth=needs("sending"),
+    operation_id="okuru_mailings_api_get_relay",
+)
 def get_relay(request: HttpRequest, relay_id: int):
     return relay_json(_get_relay(relay_id))
 
 
-@router.patch("/relays/{relay_id}", summary="Change a relay", auth=needs("sending"))
+@router.patch(
+    "/relays/{relay_id}",
+    summary="Change a relay",
+    auth=needs("sending"),
+    operation_id="okuru_mailings_api_update_relay",
+)
 def update_relay(request: HttpRequest, relay_id: int, payload: RelayPatch):
     """Only the given keys change; without ``password`` the stored one is kept, ``""`` removes
     it. ``is_default`` true makes this the default; false is refused on the default relay
@@ -576,7 +561,11 @@ def update_relay(request: HttpRequest, relay_id: int, payload: RelayPatch):
 
 
 @router.delete(
-    "/relays/{relay_id}", response={204: None}, summary="Delete a relay", auth=needs("sending")
+    "/relays/{relay_id}",
+    response={204: None},
+    summary="Delete a relay",
+    auth=needs("sending"),
+    operation_id="okuru_mailings_api_delete_relay",
 )
 def delete_relay(request: HttpRequest, relay_id: int):
     """Refused (409, with the reason) while a mail, or a reserved, running or paused delivery,
@@ -589,7 +578,12 @@ def delete_relay(request: HttpRequest, relay_id: int):
     return Status(204, None)
 
 
-@router.post("/relays/{relay_id}/test", summary="Test a relay's settings", auth=needs("sending"))
+@router.post(
+    "/relays/{relay_id}/test",
+    summary="Test a relay's settings",
+    auth=needs("sending"),
+    operation_id="okuru_mailings_api_test_relay",
+)
 def test_relay(request: HttpRequest, relay_id: int):
     """Connect, EHLO, STARTTLS or TLS, log in, QUIT: no message is sent. ``ok`` and a
     ``message`` saying what happened or what to change."""
