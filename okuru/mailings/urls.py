@@ -6,6 +6,7 @@ app_name = "mailings"
 urlpatterns = [
     path("", views.mail_list, name="list"),
     path("new/", views.mail_create, name="create"),
+    path("count/", views.compose_count, name="compose_count"),
     path("<int:mail_id>/", views.mail_detail, name="detail"),
     path("<int:mail_id>/edit/", views.mail_edit, name="edit"),
     path("<int:mail_id>/preview/", views.mail_preview, name="preview"),
