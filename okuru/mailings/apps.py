@@ -7,5 +7,5 @@ class MailingsConfig(AppConfig):
 
     def ready(self) -> None:
         # The "delivery_history" filter condition plugs into the customers filter engine;
-        # extraction registers its job runner.
-        from okuru.mailings import extraction, targeting  # noqa: F401
+        # extraction and recipient_fields register their job runners.
+        from okuru.mailings import extraction, recipient_fields, targeting  # noqa: F401

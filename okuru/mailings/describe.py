@@ -267,7 +267,9 @@ def _delivery_words(delivery_id: Any, names: _Names) -> str:
     if d is None:
         return _("delivery #%(id)s (deleted)") % {"id": delivery_id}
     when = (
-        timezone.localtime(d.started_at).strftime("%Y-%m-%d %H:%M") if d.started_at else _("not sent")
+        timezone.localtime(d.started_at).strftime("%Y-%m-%d %H:%M")
+        if d.started_at
+        else _("not sent")
     )
     return _("“%(mail)s” delivery #%(id)s (%(when)s)") % {
         "mail": d.mail.name,

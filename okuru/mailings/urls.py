@@ -1,6 +1,6 @@
 from django.urls import path
 
-from okuru.mailings import extraction_views, redelivery_views, views
+from okuru.mailings import extraction_views, recipient_fields_views, redelivery_views, views
 
 app_name = "mailings"
 urlpatterns = [
@@ -46,6 +46,11 @@ urlpatterns = [
         name="redeliver_counts",
     ),
     path("deliveries/<int:delivery_id>/plans/", redelivery_views.plan_create, name="plan"),
+    path(
+        "deliveries/<int:delivery_id>/set-field/",
+        recipient_fields_views.set_field,
+        name="set_field",
+    ),
     path("plans/<int:plan_id>/cancel/", redelivery_views.plan_cancel, name="plan_cancel"),
     path(
         "deliveries/<int:delivery_id>/<str:action>/",

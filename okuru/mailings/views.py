@@ -538,6 +538,17 @@ def delivery_report(request: HttpRequest, delivery_id: int) -> HttpResponse:
         "can_export": _can(request, "export_data"),
         "excluded": _exclusion_rows(summary),
         "targeting": describe.of_delivery(delivery),
+        "can_set_field": _can(request, "customers_write"),
+        "count_menu": [
+            ("all", "", _("Recipients (every recipient, errors included)")),
+            ("sent", "", _("Sent (accepted by the relay)")),
+            ("sent", "errors", _("Sent minus errors (those who got the mail)")),
+            ("errors", "", _("Errors")),
+            ("opened", "", _("Opened")),
+            ("not_opened", "", _("Not opened")),
+            ("clicked", "", _("Clicked")),
+            ("not_clicked", "", _("Not clicked")),
+        ],
     }
     ctx.update(redelivery_views.report_context(request, delivery))
     return render(request, "mailings/report.html", ctx)
@@ -575,6 +586,7 @@ def delivery_recipients(request: HttpRequest, delivery_id: int, count: str) -> H
         "total": reports.recipients(delivery, count).count(),
         "purged": reports.is_purged(delivery),
         "can_export": _can(request, "export_data"),
+        "can_set_field": _can(request, "customers_write"),
         "export_form": forms.ExportForm(),
         "sees_customers": sees_customer_data(request.user),
     }
@@ -597,18 +609,18 @@ def delivery_export(request: HttpRequest, delivery_id: int, count: str) -> HttpR
     fields = request.GET.getlist("fields")
     reports.check_export_fields(request.user, fields)
     encoding = request.GET.get("encoding") or "utf-8-sig"
+    minus = request.GET.get("minus") or ""
     try:
-        chunks = reports.iter_recipient_export(delivery, count, fields, encoding)
+        chunks = reports.iter_recipient_export(delivery, count, fields, encoding, minus)
     except reports.ReportError as e:
         messages.error(request, str(e))
         return redirect("mailings:recipients", delivery.pk, count)
-    audit.log(
-        request,
-        "delivery.export_recipients",
-        f"delivery:{delivery.pk}",
-        {"count": count, "fields": fields, "encoding": encoding},
-    )
-    name = f"delivery-{delivery.pk}-{count.replace(':', '-')}.csv"
+    detail = {"count": count, "fields": fields, "encoding": encoding}
+    if minus:
+        detail["minus"] = minus
+    audit.log(request, "delivery.export_recipients", f"delivery:{delivery.pk}", detail)
+    name = f"delivery-{delivery.pk}-{count.replace(':', '-')}"
+    name += f"-minus-{minus.replace(':', '-')}.csv" if minus else ".csv"
     return _csv_response(chunks, name, encoding)
 
 
