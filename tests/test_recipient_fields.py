@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from datetime import timedelta
 
 import pytest
@@ -122,9 +121,7 @@ def test_it_gives_the_same_customers_the_same_values_as_the_csv_route(
         ("multiselect", "A|B", ["A", "B"]),
     ],
 )
-def test_each_field_type_is_stored_as_the_import_stores_it(
-    source, tmp_path, ftype, raw, stored
-):
+def test_each_field_type_is_stored_as_the_import_stores_it(source, tmp_path, ftype, raw, stored):
     choices = ["A", "B"] if "select" in ftype else []
     Field.objects.create(key="f", label="F", type=ftype, choices=choices)
     a = source["people"]["a"]
@@ -418,11 +415,10 @@ def test_the_cli_refuses_with_the_reason(source, flag):
         )  # fmt: skip
 
 
-def test_an_old_delivery_still_has_its_counts_but_not_deleted_customers(source, flag):
+def test_a_delivery_older_than_3_months_is_refused_with_the_reason(source, flag):
     Delivery.objects.filter(pk=source["delivery"].pk).update(
-        started_at=timezone.now() - timedelta(days=200)
+        started_at=timezone.now() - timedelta(days=100)
     )
     source["delivery"].refresh_from_db()
-    set_field(source["delivery"], "sent")
-    assert flagged() == list("abcef")
-    assert json.dumps(Job.objects.get().result)
+    with pytest.raises(ValidationError, match="more than 3 months ago"):
+        recipient_fields.check(source["delivery"], "sent", "haishin_flag", "1")

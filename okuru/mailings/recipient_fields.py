@@ -5,7 +5,8 @@ column → import "update existing only" keyed on Customer ID → filter "配信
 This does the same inside the database, as a job: the customers among the recipients of
 ``count`` (optionally minus those of another count, route 3's "sent minus errors") get
 ``field = value`` and an ``updated_at`` of now, exactly as the import writes them; customers
-deleted since the delivery are not touched (there is nothing left to update).
+deleted since the delivery are not touched (there is nothing left to update). As on every
+route, the delivery must have started within the last 3 months.
 
 ``clear_others`` first removes the field's value from every other customer that has one — the
 trap it removes: flags left from an earlier campaign silently widen the next "has a value"
@@ -85,6 +86,15 @@ def check(
     """Check a request as the UI, the API and the CLI make it; ``ValidationError`` says what is
     wrong, in the operator's language."""
     count, minus = (count or "").strip(), (minus or "").strip()
+    if not reports.is_selectable_source(delivery):
+        # As for every route: a delivery is a source for 3 months after it started.
+        raise ValidationError(
+            _(
+                "Delivery #%(id)s was not sent or was sent more than 3 months ago: its "
+                "recipients cannot be the target of a new delivery."
+            )
+            % {"id": delivery.pk}
+        )
     if reports.is_purged(delivery):
         raise ValidationError(
             _(
