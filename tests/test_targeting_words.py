@@ -81,7 +81,7 @@ def test_gone_objects_are_named_as_gone_never_an_error(db):
     assert describe.lines({"kind": "basic", "filter": tree}) == [
         "Filter: every customer",
         "Narrowed by delivery history: delivery #12345 (deleted): was sent (link: link #999 "
-        "(deleted))"
+        "(deleted))",
     ]
 
 
