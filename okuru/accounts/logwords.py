@@ -74,6 +74,7 @@ ACTIONS: dict[str, Any] = {
     "delivery.purge_detail": _("Old delivery detail purged"),
     "delivery.resend": _("Resend draft created"),
     "delivery.redeliver": _("Re-delivery created"),
+    "delivery.set_field": _("Field set on a count's recipients"),
     "redelivery.plan": _("Re-delivery planned"),
     "redelivery.cancel_plan": _("Planned re-delivery cancelled"),
     "redelivery.skip_plan": _("Planned re-delivery skipped"),
@@ -133,6 +134,12 @@ DETAIL_KEYS: dict[str, Any] = {
     "algorithm": _("algorithm"),
     "active": _("in use"),
     "replaced": _("replaced"),
+    "minus": _("minus"),
+    "field": _("field"),
+    "value": _("value"),
+    "clear_others": _("cleared on everyone else"),
+    "job": _("job"),
+    "cleared": _("cleared"),
 }
 
 

@@ -12,7 +12,9 @@ from okuru.api import (
     imports,
     jobs,
     mailings,
+    recipient_fields,
     redelivery,
+    targeting_text,
 )
 from okuru.api.auth import TokenAuth
 
@@ -36,5 +38,7 @@ for module in (customers, fields, dbviews, imports, exports, jobs):
     api.add_router("", module.router)
 # Before the mailings router: its POST /deliveries/{id}/{action} would take /resend.
 api.add_router("", redelivery.router)
+api.add_router("", recipient_fields.router)
+api.add_router("", targeting_text.router)
 api.add_router("", mailings.router)
 api.add_router("", extractions.router)

@@ -76,6 +76,39 @@ def join_filter(tree: dict, history: list[dict]) -> dict:
 # Delivery history conditions ("narrow further", customer sets)
 
 
+class MailOptionSelect(forms.Select):
+    """A select whose options carry ``data-mail``: the mail a source or a link belongs to, so
+    ``history-rows.js`` can offer only the chosen source's links."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.mail_of: dict[str, int] = {}
+
+    def create_option(self, name: str, value: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        option = super().create_option(name, value, *args, **kwargs)
+        mail = self.mail_of.get(str(value))
+        if mail is not None:
+            option["attrs"]["data-mail"] = str(mail)
+        return option
+
+
+def source_mails(sources: list[tuple[str, str]]) -> dict[str, int]:
+    """The mail of each source choice (``d:<delivery>`` or ``m:<mail>``), in one query."""
+    delivery_ids = [int(v[2:]) for v, _label in sources if v.startswith("d:") and v[2:].isdigit()]
+    mail_of_delivery = dict(
+        Delivery.objects.filter(pk__in=delivery_ids).values_list("id", "mail_id")
+    )
+    out = {}
+    for value, _label in sources:
+        kind, _sep, pk = value.partition(":")
+        if not pk.isdigit():
+            continue
+        mail = int(pk) if kind == "m" else mail_of_delivery.get(int(pk))
+        if mail is not None:
+            out[value] = mail
+    return out
+
+
 def source_choices() -> list[tuple[str, str]]:
     """Deliveries (d:<id>) and mails (m:<id>, all their deliveries) that may be a source: sent
     within the last 3 months."""
@@ -102,23 +135,40 @@ def source_choices() -> list[tuple[str, str]]:
     return choices
 
 
-def link_choices() -> list[tuple[str, str]]:
+def link_choices() -> tuple[list[tuple[str, str]], dict[str, int]]:
+    """The links of the mails that may be a source, and the mail of each."""
     cutoff = targeting.source_cutoff()
     mail_ids = Delivery.objects.filter(started_at__gte=cutoff).values("mail_id")
-    links = TrackedLink.objects.filter(mail_id__in=mail_ids).select_related("mail")
-    return [("", _("any link"))] + [
+    links = list(TrackedLink.objects.filter(mail_id__in=mail_ids).select_related("mail"))
+    choices = [("", _("any link"))] + [
         (str(link.pk), f"{link.mail.name}: {link.name or link.url}"[:120]) for link in links
     ]
+    return choices, {str(link.pk): link.mail_id for link in links}
 
 
 class HistoryForm(forms.Form):
     """One delivery history condition; a row with no source is left out."""
 
-    source = forms.ChoiceField(label=gettext_lazy("Target mail"), required=False)
+    source = forms.ChoiceField(
+        label=gettext_lazy("Target mail"),
+        required=False,
+        widget=MailOptionSelect(attrs={"data-history-source": ""}),
+    )
     event = forms.ChoiceField(label=gettext_lazy("Condition"), choices=EVENT_CHOICES)
-    link = forms.ChoiceField(label=gettext_lazy("Link"), required=False)
+    link = forms.ChoiceField(
+        label=gettext_lazy("Link"),
+        required=False,
+        widget=MailOptionSelect(attrs={"data-history-link": ""}),
+    )
 
-    def __init__(self, *args: Any, sources: list, links: list, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        sources: list,
+        links: list,
+        mail_of: dict[str, int] | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         # Always read the row: a formset skips an "extra" row that equals its initial value,
         # which would drop a saved condition posted back unchanged. A row without a source is
@@ -126,6 +176,8 @@ class HistoryForm(forms.Form):
         self.empty_permitted = False
         self.fields["source"].choices = sources
         self.fields["link"].choices = links
+        for name in ("source", "link"):
+            self.fields[name].widget.mail_of = mail_of or {}
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
@@ -174,7 +226,7 @@ def history_formset(
     prefix: str, data: Any = None, conditions: list[dict] | None = None
 ) -> forms.BaseFormSet:
     """A formset of delivery history rows. Choices are computed once, not once per row."""
-    sources, links = source_choices(), link_choices()
+    sources, (links, link_mails) = source_choices(), link_choices()
     # A condition saved earlier may point at a source that has since left the 3-month window:
     # keep it choosable, so the page shows it and the save reports why it no longer works.
     known = {v for v, _label in sources}
@@ -185,7 +237,11 @@ def history_formset(
         data,
         prefix=prefix,
         initial=history_initial(conditions or []),
-        form_kwargs={"sources": sources, "links": links},
+        form_kwargs={
+            "sources": sources,
+            "links": links,
+            "mail_of": source_mails(sources) | link_mails,
+        },
     )
 
 

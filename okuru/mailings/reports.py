@@ -206,8 +206,8 @@ def check_export_fields(user: Any, fields: list[str]) -> None:
 
 def count_label(delivery: Delivery, count: str) -> str:
     labels = {
-        "all": _("All recipients"),
-        "sent": _("Sent"),
+        "all": _("Recipients (every recipient, errors included)"),
+        "sent": _("Sent (accepted by the relay)"),
         "errors": _("Errors"),
         "unknown": _("Unknown"),
         "excluded": _("Excluded at send time"),
@@ -431,7 +431,7 @@ def _fill(buckets: dict[datetime, list[int]], unit: str) -> list[list[Any]]:
 
 
 def iter_recipient_export(
-    delivery: Delivery, count: str, fields: list[str], encoding: str = "utf-8-sig"
+    delivery: Delivery, count: str, fields: list[str], encoding: str = "utf-8-sig", minus: str = ""
 ) -> Iterator[bytes]:
     """The customers of a count as CSV chunks: Customer ID first, then ``fields``.
 
@@ -441,17 +441,23 @@ def iter_recipient_export(
     fails before a download starts. The caller writes the operation log."""
     _current()
     recipients(delivery, count)  # an unknown count fails here, with its own message
+    if minus:
+        recipients(delivery, minus)
     keys = ["customer_id", *[k for k in fields if k != "customer_id"]]
-    tree = {"match": "all", "conditions": [count_filter(delivery, count)]}
+    tree = {"match": "all", "conditions": [count_filter(delivery, count, minus)]}
     try:
         return exporter.iter_export_chunks(keys, tree, encoding)
     except exporter.ExportError as e:
         raise ReportError(str(e)) from None
 
 
-def count_filter(delivery: Delivery, count: str) -> dict[str, Any]:
-    """A customers filter condition: "is among the recipients of this count"."""
-    return {"kind": "delivery_count", "delivery": delivery.pk, "count": count}
+def count_filter(delivery: Delivery, count: str, minus: str = "") -> dict[str, Any]:
+    """A customers filter condition: "is among the recipients of this count" (and, with
+    ``minus``, not among those of that other count: route 3's "sent minus errors")."""
+    cond = {"kind": "delivery_count", "delivery": delivery.pk, "count": count}
+    if minus:
+        cond["minus"] = minus
+    return cond
 
 
 def compile_delivery_count(cond: dict[str, Any]) -> tuple[str, list[Any]]:
@@ -466,7 +472,16 @@ def compile_delivery_count(cond: dict[str, Any]) -> tuple[str, list[Any]]:
     except ReportError as e:
         raise FilterError(str(e)) from None
     sub, params = qs.values("customer_id").query.sql_with_params()
-    return f'"{sql.TABLE}"."id" IN ({sub})', list(params)
+    where, params = f'"{sql.TABLE}"."id" IN ({sub})', list(params)
+    if cond.get("minus"):
+        try:
+            other = recipients(delivery, str(cond["minus"]))
+        except ReportError as e:
+            raise FilterError(str(e)) from None
+        sub2, params2 = other.values("customer_id").query.sql_with_params()
+        where = f'({where} AND "{sql.TABLE}"."id" NOT IN ({sub2}))'
+        params += list(params2)
+    return where, params
 
 
 def _int(value: Any) -> int:

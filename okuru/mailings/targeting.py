@@ -239,11 +239,13 @@ def _address_columns(targeting: dict[str, Any]) -> tuple[str, str]:
     return f'"{CUSTOMERS}"."email"', f'"{CUSTOMERS}"."email_error_count"'
 
 
-def reason_sql(targeting: dict[str, Any]) -> tuple[str, list[Any]]:
+def reason_sql(targeting: dict[str, Any], list_cleaning: bool = True) -> tuple[str, list[Any]]:
     """A CASE naming the first exclusion reason of a customer row, NULL when it may receive.
 
     The order is the order operators read the counts in; one reason per row so the counts add
-    up to matched - eligible."""
+    up to matched - eligible. ``list_cleaning=False`` leaves out the list-cleaning probe (an
+    index probe a row, about a third of a preview's time): for a preview when the list is
+    empty, where it cannot match anybody."""
     addr, errors = _address_columns(targeting)
     params: list[Any] = []
     cases = [f"WHEN COALESCE({addr}, '') = '' THEN 'no_address'"]
@@ -253,19 +255,22 @@ def reason_sql(targeting: dict[str, Any]) -> tuple[str, list[Any]]:
         contains = sql.json_array_contains_any(f'"{CUSTOMERS}"."unsubscribed"', 1)
         cases.append(f"WHEN {contains} THEN 'unsubscribed'")
         params.append(targeting["topic_key"])
-    cases.append(
-        f"WHEN EXISTS (SELECT 1 FROM mailings_listcleaning l WHERE l.address = LOWER({addr})) "
-        "THEN 'list_cleaning'"
-    )
+    if list_cleaning:
+        cases.append(
+            f"WHEN EXISTS (SELECT 1 FROM mailings_listcleaning l WHERE l.address = LOWER({addr})) "
+            "THEN 'list_cleaning'"
+        )
     cases.append(f"WHEN {errors} >= %s THEN 'error_count'")
     params.append(int(targeting.get("error_threshold") or 5))
     return "CASE " + " ".join(cases) + " ELSE NULL END", params
 
 
-def eligible_sql(targeting: dict[str, Any], specs: dict[str, FieldSpec]) -> tuple[str, list]:
+def eligible_sql(
+    targeting: dict[str, Any], specs: dict[str, FieldSpec], list_cleaning: bool = True
+) -> tuple[str, list]:
     """SELECT id, address, reason of every matched customer (stage 1 + 2)."""
     where, wparams = matched_where(targeting, specs)
-    reason, rparams = reason_sql(targeting)
+    reason, rparams = reason_sql(targeting, list_cleaning)
     addr, _errors = _address_columns(targeting)
     if targeting.get("audience"):
         return _audience_eligible_sql(targeting, where, wparams, reason, rparams, addr)
@@ -328,12 +333,11 @@ def counts(targeting: dict[str, Any], specs: dict[str, FieldSpec] | None = None)
 
     Two aggregate queries; nothing is materialised in Python."""
     specs = specs if specs is not None else catalogue()
-    eligible, params = eligible_sql(targeting, specs)
+    eligible, params = eligible_sql(targeting, specs, _list_cleaning_in_use())
     excluded = {r: 0 for r in EXCLUSION_REASONS}
     excluded["deleted"] = _list_deleted(targeting)
     with connection.cursor() as cur:
-        cur.execute(f"SELECT reason, COUNT(*) FROM ({eligible}) el GROUP BY reason", params)
-        by_reason = dict(cur.fetchall())
+        by_reason = _count_by_reason(cur, eligible, params)
         final_count = None
         # With "one message per record" the final set is the eligible rows themselves: a
         # second pass over them would only double the time of the preview.
@@ -353,6 +357,35 @@ def counts(targeting: dict[str, Any], specs: dict[str, FieldSpec] | None = None)
         "after_exclusions": after_exclusions,
         "after_duplicates": final_count,
     }
+
+
+def _list_cleaning_in_use() -> bool:
+    with connection.cursor() as cur:
+        cur.execute("SELECT 1 FROM mailings_listcleaning LIMIT 1")
+        return cur.fetchone() is not None
+
+
+def _count_by_reason(cur: Any, eligible: str, params: list[Any]) -> dict[str | None, int]:
+    """How many eligible rows have each reason (None: no reason, they receive).
+
+    Why two forms: PostgreSQL groups with a hash aggregate, one pass. SQLite has no hash
+    aggregate: GROUP BY sorts the million rows into a temporary B-tree on the reason, and its
+    plan evaluates the reason's CASE (with its list-cleaning probe) twice a row. On SQLite one
+    pass of conditional sums needs no sort; ``LIMIT -1`` keeps the subquery from being
+    flattened into the sums, which would evaluate the CASE once per sum instead of once."""
+    if connection.vendor != "sqlite":
+        cur.execute(f"SELECT reason, COUNT(*) FROM ({eligible}) el GROUP BY reason", params)
+        return dict(cur.fetchall())
+    reasons = [r for r in EXCLUSION_REASONS if r != "duplicate"]
+    sums = ", ".join(f"SUM(CASE WHEN reason = '{r}' THEN 1 ELSE 0 END)" for r in reasons)
+    cur.execute(
+        f"SELECT SUM(CASE WHEN reason IS NULL THEN 1 ELSE 0 END), {sums} "
+        f"FROM ({eligible} LIMIT -1) el",
+        params,
+    )
+    row = cur.fetchone()
+    counted = dict(zip([None, *reasons], (n or 0 for n in row), strict=True))
+    return {k: v for k, v in counted.items() if v}
 
 
 def fill_ledger(delivery_id: int, targeting: dict[str, Any], specs: dict[str, FieldSpec]) -> int:

@@ -1,11 +1,18 @@
 from django.urls import path
 
-from okuru.mailings import dkim_views, extraction_views, redelivery_views, views
+from okuru.mailings import (
+    dkim_views,
+    extraction_views,
+    recipient_fields_views,
+    redelivery_views,
+    views,
+)
 
 app_name = "mailings"
 urlpatterns = [
     path("", views.mail_list, name="list"),
     path("new/", views.mail_create, name="create"),
+    path("count/", views.compose_count, name="compose_count"),
     path("<int:mail_id>/", views.mail_detail, name="detail"),
     path("<int:mail_id>/edit/", views.mail_edit, name="edit"),
     path("<int:mail_id>/preview/", views.mail_preview, name="preview"),
@@ -49,6 +56,11 @@ urlpatterns = [
         name="redeliver_counts",
     ),
     path("deliveries/<int:delivery_id>/plans/", redelivery_views.plan_create, name="plan"),
+    path(
+        "deliveries/<int:delivery_id>/set-field/",
+        recipient_fields_views.set_field,
+        name="set_field",
+    ),
     path("plans/<int:plan_id>/cancel/", redelivery_views.plan_cancel, name="plan_cancel"),
     path(
         "deliveries/<int:delivery_id>/<str:action>/",

@@ -27,11 +27,18 @@ from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Count, Max, OuterRef, Subquery
 from django.db.models.functions import Coalesce
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
-from django.views.decorators.http import require_POST
+from django.utils.translation import gettext_lazy, ngettext
+from django.views.decorators.http import require_GET, require_POST
 
 from okuru.accounts import audit
 from okuru.accounts.access import (
@@ -39,15 +46,17 @@ from okuru.accounts.access import (
     require_right,
     sees_customer_data,
 )
+from okuru.customers import filters
 from okuru.customers.fields import catalogue
 from okuru.customers.filters import FilterError
 from okuru.customers.models import Customer
-from okuru.customers.views import builder_context, picker_fields
+from okuru.customers.views import MAX_FILTER_CHARS, builder_context, picker_fields
 from okuru.lib import mailframe, signing, smtp
 from okuru.mailings import (
     actions,
     audiences,
     chart,
+    describe,
     dkim_keys,
     forms,
     ledger,
@@ -143,6 +152,8 @@ def _form_page(request: HttpRequest, mail: Mail, extra: dict | None = None) -> H
         "plan_form": plan if can_plan else None,
     }
     ctx.update(builder_context(catalogue(), form["filter"].value()))
+    # The live count is the whole targeting: the builder's tree AND the history rows.
+    ctx.update(count_url=reverse("mailings:compose_count"), count_with="history-rows")
     status = 400 if data is not None else 200
     return render(request, "mailings/form.html", ctx, status=status)
 
@@ -168,7 +179,7 @@ def mail_detail(request: HttpRequest, mail_id: int) -> HttpResponse:
         "deliveries": mail.deliveries.order_by("-created", "-id")[:50],
         "locked": actions.is_locked(mail),
         "links": mail.links.filter(active=True),
-        "targeting": targeting_summary(mail),
+        "targeting": describe.of_mail(mail),
         "send_form": forms.SendForm(),
         "test_form": forms.TestSendForm(),
         "preview_form": forms.PreviewForm(),
@@ -202,26 +213,6 @@ def mail_links(request: HttpRequest, mail_id: int) -> HttpResponse:
             audit.log(request, "mail.name_links", f"mail:{mail.pk}", {"names": changed})
     messages.success(request, _("Link names saved."))
     return redirect("mailings:detail", mail.pk)
-
-
-def targeting_summary(mail: Mail) -> list[str]:
-    """The mail's recipients in a few words, for its page."""
-    if mail.kind == Mail.Kind.SPOT:
-        if mail.recipient_list_id:
-            return [_("Recipient list: %(name)s") % {"name": mail.recipient_list}]
-        if not mail.view_id:
-            return [_("No view or recipient list chosen yet.")]
-        lines = [_("View: %(name)s") % {"name": mail.view}]
-        n = len((mail.customer_set or {}).get("conditions", []))
-        if n:
-            lines.append(_("Customer set: %(n)s delivery history conditions") % {"n": n})
-        return lines
-    builder, history = forms.split_filter(mail.filter)
-    n = len(builder.get("conditions", []))
-    lines = [_("Filter: %(n)s conditions") % {"n": n} if n else _("Filter: every customer")]
-    if history:
-        lines.append(_("Narrowed by %(n)s delivery history conditions") % {"n": len(history)})
-    return lines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -411,6 +402,32 @@ def mail_counts(request: HttpRequest, mail_id: int) -> HttpResponse:
     return render(request, "mailings/counts.html", ctx)
 
 
+@require_GET
+@require_right("mails")
+def compose_count(request: HttpRequest) -> JsonResponse:
+    """The compose form's live count: the filter builder's tree (``?filter=``) AND the delivery
+    history rows (the ``h-`` formset fields), as the saved mail would match them."""
+    raw = request.GET.get("filter") or ""
+    if len(raw) > MAX_FILTER_CHARS:
+        return JsonResponse({"error": _("The filter is too long.")}, status=400)
+    history = forms.history_formset("h", request.GET if "h-TOTAL_FORMS" in request.GET else None)
+    if history.is_bound and not history.is_valid():
+        errors = [e for f in history.forms for msgs in f.errors.values() for e in msgs]
+        errors += list(history.non_form_errors())
+        return JsonResponse({"error": " ".join(map(str, errors))}, status=400)
+    try:
+        tree = forms.join_filter(
+            filters.parse_tree(raw), forms.conditions_of(history) if history.is_bound else []
+        )
+        n = filters.count(tree)
+    except FilterError as e:
+        return JsonResponse({"error": str(e)}, status=400)
+    text = ngettext("%(count)s customer matches", "%(count)s customers match", n) % {
+        "count": f"{n:,}"
+    }
+    return JsonResponse({"count": n, "text": text})
+
+
 def reason_label(reason: str) -> str:
     if reason == "duplicate":
         return _("Duplicate address")
@@ -529,6 +546,18 @@ def delivery_report(request: HttpRequest, delivery_id: int) -> HttpResponse:
         "can_send": _can(request, "sending"),
         "can_export": _can(request, "export_data"),
         "excluded": _exclusion_rows(summary),
+        "targeting": describe.of_delivery(delivery),
+        "can_set_field": _can(request, "customers_write"),
+        "count_menu": [
+            ("all", "", _("Recipients (every recipient, errors included)")),
+            ("sent", "", _("Sent (accepted by the relay)")),
+            ("sent", "errors", _("Sent minus errors (those who got the mail)")),
+            ("errors", "", _("Errors")),
+            ("opened", "", _("Opened")),
+            ("not_opened", "", _("Not opened")),
+            ("clicked", "", _("Clicked")),
+            ("not_clicked", "", _("Not clicked")),
+        ],
     }
     ctx.update(redelivery_views.report_context(request, delivery))
     return render(request, "mailings/report.html", ctx)
@@ -566,6 +595,7 @@ def delivery_recipients(request: HttpRequest, delivery_id: int, count: str) -> H
         "total": reports.recipients(delivery, count).count(),
         "purged": reports.is_purged(delivery),
         "can_export": _can(request, "export_data"),
+        "can_set_field": _can(request, "customers_write"),
         "export_form": forms.ExportForm(),
         "sees_customers": sees_customer_data(request.user),
     }
@@ -588,18 +618,18 @@ def delivery_export(request: HttpRequest, delivery_id: int, count: str) -> HttpR
     fields = request.GET.getlist("fields")
     reports.check_export_fields(request.user, fields)
     encoding = request.GET.get("encoding") or "utf-8-sig"
+    minus = request.GET.get("minus") or ""
     try:
-        chunks = reports.iter_recipient_export(delivery, count, fields, encoding)
+        chunks = reports.iter_recipient_export(delivery, count, fields, encoding, minus)
     except reports.ReportError as e:
         messages.error(request, str(e))
         return redirect("mailings:recipients", delivery.pk, count)
-    audit.log(
-        request,
-        "delivery.export_recipients",
-        f"delivery:{delivery.pk}",
-        {"count": count, "fields": fields, "encoding": encoding},
-    )
-    name = f"delivery-{delivery.pk}-{count.replace(':', '-')}.csv"
+    detail = {"count": count, "fields": fields, "encoding": encoding}
+    if minus:
+        detail["minus"] = minus
+    audit.log(request, "delivery.export_recipients", f"delivery:{delivery.pk}", detail)
+    name = f"delivery-{delivery.pk}-{count.replace(':', '-')}"
+    name += f"-minus-{minus.replace(':', '-')}.csv" if minus else ".csv"
     return _csv_response(chunks, name, encoding)
 
 

@@ -1,7 +1,12 @@
 // Filter builder (絞り込み条件): edits the JSON tree of okuru/customers/filters.py in a hidden
 // input, and shows the live count from the count endpoint (debounced, stale answers dropped).
 //
-//   <div data-fb data-input="ID" data-config="ID" data-count-url="URL" data-status="ID">
+//   <div data-fb data-input="ID" data-config="ID" data-count-url="URL" data-status="ID"
+//        data-count-with="ID">
+//
+// data-count-with (optional): an element whose named fields are sent with the count request,
+// and whose changes refresh the count (a mail's delivery history rows, which narrow the
+// builder's tree further).
 //
 // Tree: {"match": "all"|"any", "conditions": [{"field", "op", "value", "value2"} | TREE]}.
 // Conditions of other kinds ({"kind": ...}, added by later features) are kept as they are.
@@ -47,6 +52,7 @@
     this.input = document.getElementById(root.getAttribute("data-input"));
     this.config = JSON.parse(document.getElementById(root.getAttribute("data-config")).textContent);
     this.countUrl = root.getAttribute("data-count-url");
+    this.countWith = document.getElementById(root.getAttribute("data-count-with") || "");
     this.words = this.config.words;
     this.fields = {};
     var self = this;
@@ -57,7 +63,21 @@
     this.setupStatus(document.getElementById(root.getAttribute("data-status")));
     this.render();
     this.refreshCount();
+    if (this.countWith) {
+      this.countWith.addEventListener("change", function () { self.changed(); });
+    }
   }
+
+  // The named fields of the data-count-with element, as query parameters.
+  Builder.prototype.extraParams = function () {
+    if (!this.countWith) return "";
+    var parts = [];
+    this.countWith.querySelectorAll("input[name], select[name]").forEach(function (f) {
+      if ((f.type === "checkbox" || f.type === "radio") && !f.checked) return;
+      parts.push(encodeURIComponent(f.name) + "=" + encodeURIComponent(f.value));
+    });
+    return parts.length ? "&" + parts.join("&") : "";
+  };
 
   Builder.prototype.parse = function (text) {
     try {
@@ -148,7 +168,8 @@
     var self = this, mine = ++this.seq;
     this.countEl.classList.add("busy");
     if (!this.countEl.textContent) this.countEl.textContent = this.words.counting;
-    var url = this.countUrl + "?filter=" + encodeURIComponent(JSON.stringify(this.tree));
+    var url = this.countUrl + "?filter=" + encodeURIComponent(JSON.stringify(this.tree)) +
+      this.extraParams();
     fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
       .then(function (r) { return r.json(); })
       .then(function (data) {

@@ -2,7 +2,8 @@
 
     okuru deliveries list [--mail ID] [--status S] [--limit N]
     okuru deliveries show ID                       # the report as JSON
-    okuru deliveries export ID COUNT [--fields email,name] [--encoding cp932] [-o FILE]
+    okuru deliveries export ID COUNT [--minus COUNT] [--fields email,name] [--encoding cp932]
+                               [-o FILE]
     okuru deliveries events ID [-o FILE]           # one row per event
     okuru deliveries cancel|pause|resume|stop ID
     okuru deliveries unknown ID --resend | --no-resend
@@ -13,6 +14,8 @@
     okuru deliveries plan ID --audience not_opened|not_clicked --days N [--subject TEXT]
     okuru deliveries plans ID                      # a delivery's planned re-deliveries
     okuru deliveries unplan PLAN_ID                # cancel a planned re-delivery
+    okuru deliveries set-field ID --count sent [--minus errors] --field KEY --value V
+                                  [--clear-others]  # set a field on a count's recipients
 
 COUNT is one of all, sent, errors, error:<kind>, unknown, opened, not_opened, clicked,
 not_clicked, clicked:<link id>. Exports write CSV (Customer ID first) to stdout or ``-o``.
@@ -30,8 +33,9 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_datetime
 
-from okuru.accounts import audit
-from okuru.mailings import actions, audiences, redelivery, reports
+from okuru.accounts import audit, jobs
+from okuru.accounts.models import Job
+from okuru.mailings import actions, audiences, recipient_fields, redelivery, reports
 from okuru.mailings.management.commands.mails import dumps, operator_with
 from okuru.mailings.models import Delivery, PlannedRedelivery
 
@@ -65,6 +69,7 @@ class Command(BaseCommand):
         export.add_argument("delivery_id", type=int)
         export.add_argument("count")
         export.add_argument("--fields", default="", help="field keys after the Customer ID: a,b")
+        export.add_argument("--minus", default="", help="leave out this count's recipients")
         events = sub.add_parser("events", help="one CSV row per event")
         events.add_argument("delivery_id", type=int)
         for p in (export, events):
@@ -100,7 +105,14 @@ class Command(BaseCommand):
         plans.add_argument("delivery_id", type=int)
         unplan = sub.add_parser("unplan", help="cancel a planned re-delivery")
         unplan.add_argument("plan_id", type=int)
-        for p in (*changes, unknown, export, events, resend, again, plan, unplan):
+        setf = sub.add_parser("set-field", help="set a field on the recipients of a count")
+        setf.add_argument("delivery_id", type=int)
+        setf.add_argument("--count", required=True, help="e.g. sent, opened, clicked:<link>")
+        setf.add_argument("--minus", default="", help="leave out this count's recipients")
+        setf.add_argument("--field", required=True, help="field key, e.g. haishin_flag")
+        setf.add_argument("--value", required=True, help="as in an import file; '' clears")
+        setf.add_argument("--clear-others", action="store_true", help="clear it on all others")
+        for p in (*changes, unknown, export, events, resend, again, plan, unplan, setf):
             p.add_argument("--operator", help="operator name for the operation log")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -108,7 +120,7 @@ class Command(BaseCommand):
         try:
             if action in STATE_ACTIONS:
                 return self.change(options)
-            getattr(self, action)(options)
+            getattr(self, action.replace("-", "_"))(options)
         except ValidationError as e:
             raise CommandError(" ".join(e.messages)) from None
         except reports.ReportError as e:
@@ -149,15 +161,13 @@ class Command(BaseCommand):
     def export(self, options: dict) -> None:
         operator = operator_with(options.get("operator"), "export_data")
         delivery = get_delivery(options["delivery_id"])
-        count = options["count"]
+        count, minus = options["count"], options["minus"]
         fields = [f.strip() for f in options["fields"].split(",") if f.strip()]
-        chunks = reports.iter_recipient_export(delivery, count, fields, options["encoding"])
-        audit.log(
-            operator,
-            "delivery.export_recipients",
-            f"delivery:{delivery.pk}",
-            {"count": count, "fields": fields, "encoding": options["encoding"], "cli": True},
-        )
+        chunks = reports.iter_recipient_export(delivery, count, fields, options["encoding"], minus)
+        detail = {"count": count, "fields": fields, "encoding": options["encoding"], "cli": True}
+        if minus:
+            detail["minus"] = minus
+        audit.log(operator, "delivery.export_recipients", f"delivery:{delivery.pk}", detail)
         self._write(chunks, options.get("output"))
 
     def events(self, options: dict) -> None:
@@ -246,3 +256,25 @@ class Command(BaseCommand):
             raise CommandError(f"No such planned re-delivery: {options['plan_id']}")
         redelivery.cancel_planned(plan, operator)
         self.stdout.write(f"plan {plan.pk} {plan.status}")
+
+    def set_field(self, options: dict) -> None:
+        operator = operator_with(options.get("operator"), "customers_write")
+        if operator is not None and not operator.has_right("reports"):
+            raise CommandError(f"{operator.username} does not have the reports right.")
+        choice = recipient_fields.check(
+            get_delivery(options["delivery_id"]),
+            options["count"],
+            options["field"],
+            options["value"],
+            minus=options["minus"],
+            clear_others=options["clear_others"],
+        )
+        job = recipient_fields.start(choice, operator, enqueue=False)
+        jobs.run(job.pk, echo=lambda done: None)
+        job.refresh_from_db()
+        if job.status != Job.Status.SUCCEEDED:
+            raise CommandError(f"job {job.pk} {job.status}: {job.error}")
+        r = job.result
+        self.stdout.write(
+            f"{r['field']} set on {r['updated']} customers, cleared on {r['cleared']} (job {job.pk})"
+        )
