@@ -27,7 +27,7 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext, pgettext
+from django.utils.translation import ngettext
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
@@ -36,6 +36,7 @@ from okuru.accounts.access import CUSTOMER_DATA_RIGHT, check_rights, require_rig
 from okuru.accounts.models import Job
 from okuru.customers import design, exporter, filters
 from okuru.customers import jobs as customer_jobs
+from okuru.customers.builder import builder_context, picker_fields
 from okuru.customers.fields import STANDARD, FieldSpec, catalogue, format_value, row_value
 from okuru.customers.forms import (
     CustomerForm,
@@ -78,74 +79,6 @@ def _display(spec: FieldSpec, value: Any) -> str:
     if spec.type in ("datetime", "number", "integer"):
         return format_value(spec, value)
     return str(value)
-
-
-def _builder(specs: dict[str, FieldSpec]) -> dict[str, Any]:
-    """What the filter builder script needs: the fields and its translated words."""
-    topics = dict(Topic.objects.values_list("key", "name"))
-    return {
-        "fields": [
-            {
-                "key": s.key,
-                "label": capfirst(str(s.label)),
-                "type": s.type,
-                "choices": list(s.choices),
-                "choiceLabels": topics if s.key == "unsubscribed" else {},
-            }
-            for s in specs.values()
-        ],
-        "ops": {
-            "has_value": _("has a value"),
-            "no_value": _("has no value"),
-            "eq": _("equals"),
-            "ne": _("does not equal"),
-            "contains": _("contains"),
-            "starts_with": _("starts with"),
-            "lt": _("less than"),
-            "gt": _("greater than"),
-            "lt_date": _("before"),
-            "gt_date": _("after"),
-            "between": _("between"),
-            "in": _("is one of"),
-            "in_multi": _("includes any of"),
-            "ne_multi": _("includes none of"),
-        },
-        "words": {
-            "all": _("All of these conditions (AND)"),
-            "any": _("Any of these conditions (OR)"),
-            # A context keeps these apart from Django's own "and"/"or" (list joining).
-            "and": pgettext("filter conditions", "and"),
-            "or": pgettext("filter conditions", "or"),
-            "addCondition": _("+ Condition"),
-            "addGroup": _("+ Group"),
-            "remove": _("Remove"),
-            "removeGroup": _("Remove this group"),
-            "empty": _("No conditions: every customer matches."),
-            "yes": _("Yes"),
-            "no": _("No"),
-            "onePerLine": _("One value per line"),
-            "unknownField": _("Unknown field"),
-            "otherCondition": _("Other condition"),
-            "counting": _("Counting…"),
-            "field": _("Field"),
-            "operator": _("Operator"),
-            "value": _("Value"),
-        },
-    }
-
-
-def builder_context(specs: dict[str, FieldSpec], tree: dict | str | None) -> dict[str, Any]:
-    if not isinstance(tree, str):
-        tree = json.dumps(tree or {"match": "all", "conditions": []}, ensure_ascii=False)
-    return {"builder": _builder(specs), "filter_json": tree}
-
-
-def picker_fields(specs: dict[str, FieldSpec], chosen: list[str]) -> dict[str, Any]:
-    """Available and chosen fields for the field picker, chosen ones in their order."""
-    return {
-        "chosen_fields": [(k, capfirst(specs[k].label)) for k in chosen if k in specs],
-        "available_fields": [(k, capfirst(s.label)) for k, s in specs.items() if k not in chosen],
-    }
 
 
 def _filter_param(request: HttpRequest) -> str | None:

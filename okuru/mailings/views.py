@@ -39,10 +39,10 @@ from okuru.accounts.access import (
     require_right,
     sees_customer_data,
 )
+from okuru.customers.builder import builder_context, picker_fields
 from okuru.customers.fields import catalogue
 from okuru.customers.filters import FilterError
 from okuru.customers.models import Customer
-from okuru.customers.views import builder_context, picker_fields
 from okuru.lib import mailframe, signing, smtp
 from okuru.mailings import (
     actions,
