@@ -82,7 +82,7 @@ def test_it_keeps_password_and_lock_when_a_reset_cannot_be_logged(owner_client, 
 
 
 def test_it_resets_a_password_lifts_the_lock_and_logs_it(owner, clerk):
-    actions.reset_password(clerk, NEW_PASSWORD, owner)
+    actions.reset_password(clerk, owner, NEW_PASSWORD)
     fresh = Operator.objects.get(pk=clerk.pk)
     assert fresh.check_password(NEW_PASSWORD)
     assert (fresh.failed_logins, fresh.locked_until) == (0, None)

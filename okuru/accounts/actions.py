@@ -80,10 +80,13 @@ def unlock(operator: Operator, actor: Actor) -> None:
         audit.log(actor, "operator_unlock", operator.get_username())
 
 
-def reset_password(operator: Operator, password: str, actor: Actor) -> None:
+def reset_password(operator: Operator, actor: Actor, password: str | None = None) -> None:
     """An administrator sets another operator's password: it also lifts a lock, since the
-    operator is told the new password by someone who checked who they are."""
-    operator.set_password(password)
+    operator is told the new password by someone who checked who they are. Without
+    ``password``, the one already set on ``operator`` (a password form's ``save(commit=False)``)
+    is stored."""
+    if password is not None:
+        operator.set_password(password)
     with transaction.atomic(durable=True):
         # Only the password column: the row may have changed since it was read.
         operator.save(update_fields=["password"])
@@ -91,10 +94,13 @@ def reset_password(operator: Operator, password: str, actor: Actor) -> None:
         audit.log(actor, "operator_password_reset", operator.get_username())
 
 
-def change_password(operator: Operator, password: str, actor: Actor) -> None:
-    """The operator changes their own password (the caller checked the old one)."""
-    operator.set_password(password)
+def change_password(operator: Operator, actor: Actor, password: str | None = None) -> None:
+    """The operator changes their own password (the caller checked the old one); without
+    ``password``, the one already set on ``operator`` is stored."""
+    if password is not None:
+        operator.set_password(password)
     with transaction.atomic(durable=True):
+        # Only the password column: the row may have changed since it was read.
         operator.save(update_fields=["password"])
         audit.log(actor, "password_change", operator.get_username())
 

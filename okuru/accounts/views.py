@@ -230,7 +230,8 @@ def password_change(request: HttpRequest) -> HttpResponse:
     form = PasswordChangeForm(request.user, request.POST)
     if not form.is_valid():
         return _render_profile(request, password_form=form)
-    actions.change_password(form.user, form.cleaned_data["new_password1"], request)
+    form.save(commit=False)
+    actions.change_password(form.user, request)
     update_session_auth_hash(request, form.user)
     messages.success(request, _("Your password is changed."))
     return redirect("accounts:profile")
@@ -314,7 +315,8 @@ def operator_password(request: HttpRequest, operator_id: int) -> HttpResponse:
     form = SetPasswordForm(operator, request.POST)
     if not form.is_valid():
         return _render_operator_edit(request, operator, password_form=form)
-    actions.reset_password(operator, form.cleaned_data["new_password1"], request)
+    form.save(commit=False)
+    actions.reset_password(operator, request)
     if operator.pk == request.user.pk:
         update_session_auth_hash(request, operator)
     messages.success(request, _("The password of %(name)s is changed.") % {"name": operator})
