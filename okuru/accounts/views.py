@@ -11,7 +11,6 @@ from django.contrib.auth.forms import PasswordChangeForm, SetPasswordForm
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Page, Paginator
-from django.db import transaction
 from django.db.models import Count, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render, resolve_url
@@ -24,7 +23,7 @@ from django.utils.translation import ngettext
 from django.views import i18n
 from django.views.decorators.http import require_POST
 
-from okuru.accounts import audit, forms, jobs
+from okuru.accounts import actions, audit, forms, jobs
 from okuru.accounts.access import CUSTOMER_DATA_BY_RIGHT, require_right, right_labels
 from okuru.accounts.models import (
     RIGHTS,
@@ -187,8 +186,7 @@ def set_language(request: HttpRequest) -> HttpResponse:
         and language in dict(settings.LANGUAGES)
         and language != user.language
     ):
-        Operator.objects.filter(pk=user.pk).update(language=language)
-        audit.log(request, "language_change", user.get_username(), {"language": language})
+        actions.set_language(user, language, request)
     return response
 
 
@@ -203,10 +201,7 @@ def profile(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = forms.ProfileForm(request.POST, instance=user)
         if form.is_valid():
-            form.save()
-            audit.log(
-                request, "profile_update", user.get_username(), {"changed": form.changed_data}
-            )
+            actions.update_profile(form, request)
             messages.success(request, _("Your profile is saved."))
             response = redirect("accounts:profile")
             if user.language:
@@ -236,10 +231,8 @@ def password_change(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return _render_profile(request, password_form=form)
     form.save(commit=False)
-    # Only the password column: request.user was read before this request's work began.
-    form.user.save(update_fields=["password"])
+    actions.change_password(form.user, request)
     update_session_auth_hash(request, form.user)
-    audit.log(request, "password_change", request.user.get_username())
     messages.success(request, _("Your password is changed."))
     return redirect("accounts:profile")
 
@@ -250,8 +243,7 @@ def token_create(request: HttpRequest) -> HttpResponse:
     form = forms.TokenForm(request.POST)
     if not form.is_valid():
         return _render_profile(request, token_form=form)
-    token, key = ApiToken.issue(request.user, form.cleaned_data["name"])
-    audit.log(request, "api_token_create", token.name, {"token": token.pk})
+    token, key = actions.issue_token(request.user, form.cleaned_data["name"], request)
     # The key is shown on this response only: it is stored hashed, so it cannot be shown again.
     return _render_profile(request, new_key=key, new_token=token)
 
@@ -260,8 +252,7 @@ def token_create(request: HttpRequest) -> HttpResponse:
 @require_POST
 def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
     token = get_object_or_404(ApiToken, pk=token_id, operator=request.user)
-    token.revoke()
-    audit.log(request, "api_token_revoke", token.name, {"token": token.pk})
+    actions.revoke_token(token, request)
     messages.success(request, _("The token %(name)s is revoked.") % {"name": token.name})
     return redirect("accounts:profile")
 
@@ -289,16 +280,10 @@ def operators(request: HttpRequest) -> HttpResponse:
 def operator_create(request: HttpRequest) -> HttpResponse:
     form = forms.OperatorCreateForm(request.POST or None, actor=request.user)
     if request.method == "POST" and form.is_valid():
-        with transaction.atomic():
-            operator = form.save()
-            audit.log(request, "operator_create", operator.get_username(), _groups(form))
+        operator = actions.create_operator_from_form(form, request)
         messages.success(request, _("Operator %(name)s is created.") % {"name": operator})
         return redirect("accounts:operators")
     return render(request, "accounts/operator_form.html", {"form": form})
-
-
-def _groups(form) -> dict:
-    return {"groups": sorted(g.name for g in form.cleaned_data["groups"])}
 
 
 @require_right("operators_admin")
@@ -306,10 +291,7 @@ def operator_edit(request: HttpRequest, operator_id: int) -> HttpResponse:
     operator = _get_operator_for_admin(request, operator_id)
     form = forms.OperatorForm(request.POST or None, instance=operator, actor=request.user)
     if request.method == "POST" and form.is_valid():
-        with transaction.atomic():
-            form.save()
-            detail = {"changed": form.changed_data, **_groups(form)}
-            audit.log(request, "operator_update", operator.get_username(), detail)
+        actions.update_operator(form, request)
         messages.success(request, _("Operator %(name)s is saved.") % {"name": operator})
         return redirect("accounts:operators")
     return _render_operator_edit(request, operator, form=form)
@@ -334,12 +316,9 @@ def operator_password(request: HttpRequest, operator_id: int) -> HttpResponse:
     if not form.is_valid():
         return _render_operator_edit(request, operator, password_form=form)
     form.save(commit=False)
-    with transaction.atomic():
-        operator.save(update_fields=["password"])
-        operator.unlock()
+    actions.reset_password(operator, request)
     if operator.pk == request.user.pk:
         update_session_auth_hash(request, operator)
-    audit.log(request, "operator_password_reset", operator.get_username())
     messages.success(request, _("The password of %(name)s is changed.") % {"name": operator})
     return redirect("accounts:operator", operator.pk)
 
@@ -352,10 +331,7 @@ def operator_active(request: HttpRequest, operator_id: int) -> HttpResponse:
     if operator.pk == request.user.pk and not active:
         messages.error(request, _("You cannot deactivate yourself."))
         return redirect("accounts:operator", operator.pk)
-    operator.is_active = active
-    operator.save(update_fields=["is_active"])
-    action = "operator_activate" if active else "operator_deactivate"
-    audit.log(request, action, operator.get_username())
+    actions.set_active(operator, active, request)
     if active:
         messages.success(request, _("Operator %(name)s is active again.") % {"name": operator})
     else:
@@ -367,8 +343,7 @@ def operator_active(request: HttpRequest, operator_id: int) -> HttpResponse:
 @require_POST
 def operator_unlock(request: HttpRequest, operator_id: int) -> HttpResponse:
     operator = _get_operator_for_admin(request, operator_id)
-    operator.unlock()
-    audit.log(request, "operator_unlock", operator.get_username())
+    actions.unlock(operator, request)
     messages.success(request, _("Operator %(name)s is unlocked.") % {"name": operator})
     return redirect("accounts:operator", operator.pk)
 
@@ -401,9 +376,7 @@ def groups(request: HttpRequest) -> HttpResponse:
 def group_create(request: HttpRequest) -> HttpResponse:
     form = forms.GroupForm(request.POST or None, actor=request.user)
     if request.method == "POST" and form.is_valid():
-        with transaction.atomic():
-            group = form.save()
-            audit.log(request, "group_create", group.name, {"rights": form.cleaned_data["rights"]})
+        group = actions.create_group(form, request)
         messages.success(request, _("Permission group %(name)s is created.") % {"name": group})
         return redirect("accounts:groups")
     return render(request, "accounts/group_form.html", {"form": form, **_customer_data_table()})
@@ -414,9 +387,7 @@ def group_edit(request: HttpRequest, group_id: int) -> HttpResponse:
     group = get_object_or_404(Group, pk=group_id)
     form = forms.GroupForm(request.POST or None, instance=group, actor=request.user)
     if request.method == "POST" and form.is_valid():
-        with transaction.atomic():
-            form.save()
-            audit.log(request, "group_update", group.name, {"rights": form.cleaned_data["rights"]})
+        actions.update_group(form, request)
         messages.success(request, _("Permission group %(name)s is saved.") % {"name": group})
         return redirect("accounts:groups")
     members = group.user_set.order_by("username")
@@ -438,9 +409,7 @@ def group_delete(request: HttpRequest, group_id: int) -> HttpResponse:
         )
         return redirect("accounts:group", group.pk)
     name = group.name
-    with transaction.atomic():
-        group.delete()
-        audit.log(request, "group_delete", name)
+    actions.delete_group(group, request)
     messages.success(request, _("Permission group %(name)s is deleted.") % {"name": name})
     return redirect("accounts:groups")
 
@@ -574,20 +543,14 @@ def notices(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def notices_read(request: HttpRequest) -> HttpResponse:
-    qs = request.user.notifications.filter(read=False)
-    if request.POST.get("id"):
-        qs = qs.filter(pk=request.POST["id"])
-    count = qs.update(read=True)
-    if count:
-        audit.log(request, "notices_read", "", {"count": count})
+    actions.mark_notices_read(request.user, request, request.POST.get("id") or None)
     return redirect("accounts:notices")
 
 
 @login_required
 def notice_open(request: HttpRequest, notice_id: int) -> HttpResponse:
     notice = get_object_or_404(Notification, pk=notice_id, operator=request.user)
-    if not notice.read:
-        Notification.objects.filter(pk=notice.pk).update(read=True)
+    actions.open_notice(notice)
     # Links are paths we wrote ourselves; refuse anything that would leave the site.
     if notice.link.startswith("/") and not notice.link.startswith("//"):
         return redirect(notice.link)

@@ -1,21 +1,20 @@
 """Customers: list (filter + keyset paging), count, get, create, update, delete.
 
-Writes go through ``CustomerForm``, the form of the customer edit page, so a value is parsed
-by the field's own parser (the one import uses) and the messages are the same.
+Input goes through ``CustomerForm``, the form of the customer edit page, so a value is parsed
+by the field's own parser (the one import uses) and the messages are the same; the writes are
+the named actions of ``customers.actions``.
 """
 
 from typing import Any
 
 from django import forms
-from django.db import transaction
 from django.http import HttpRequest, QueryDict
 from django.utils.translation import gettext as _
 from ninja import Body, Query, Router, Schema, Status
 
-from okuru.accounts import audit
 from okuru.api.auth import needs
 from okuru.api.errors import bad_request, form_errors, not_found
-from okuru.customers import filters
+from okuru.customers import actions, filters
 from okuru.customers.fields import FieldSpec, catalogue, parse_flag, row_value
 from okuru.customers.forms import CustomerForm
 from okuru.customers.models import Customer
@@ -149,16 +148,13 @@ def _bound_form(
     return CustomerForm(specs, data, customer=customer)
 
 
-def _save(request: HttpRequest, form: CustomerForm, action: str) -> Customer:
+def _save(request: HttpRequest, form: CustomerForm) -> Customer:
     if not form.is_valid():
         raise form_errors(form)
     try:
-        with transaction.atomic():
-            customer = form.save()
-            audit.log(request, action, str(customer.pk), {"fields": sorted(form.values)})
+        return actions.save_customer(form.customer, form.values, form.specs, request)
     except forms.ValidationError as e:
         raise bad_request(" ".join(e.messages)) from None
-    return customer
 
 
 @router.post(
@@ -172,7 +168,7 @@ def create_customer(request: HttpRequest, payload: Body[dict[str, Any]]):
     multi-selects. Dates are YYYY-MM-DD, date-times YYYY-MM-DD HH:MM:SS (local time) or ISO
     8601 with an offset."""
     specs = catalogue()
-    customer = _save(request, _bound_form(specs, payload, None), "customer_create")
+    customer = _save(request, _bound_form(specs, payload, None))
     return Status(201, customer_json(customer, specs))
 
 
@@ -186,7 +182,7 @@ def update_customer(request: HttpRequest, customer_id: int, payload: Body[dict[s
     """Only the fields in the body change; null or an empty value clears a field."""
     customer = _get_customer(customer_id)
     specs = catalogue()
-    customer = _save(request, _bound_form(specs, payload, customer), "customer_update")
+    customer = _save(request, _bound_form(specs, payload, customer))
     return customer_json(customer, specs)
 
 
@@ -198,7 +194,5 @@ def update_customer(request: HttpRequest, customer_id: int, payload: Body[dict[s
 )
 def delete_customer(request: HttpRequest, customer_id: int):
     customer = _get_customer(customer_id)
-    with transaction.atomic():
-        customer.delete()
-        audit.log(request, "customer_delete", str(customer_id))
+    actions.delete_customer(customer, request)
     return Status(204, None)

@@ -6,15 +6,14 @@ Input is checked by ``ViewForm``, the form of the view editor.
 import json
 from typing import Any
 
-from django.db import transaction
 from django.db.models import ProtectedError
 from django.http import HttpRequest, QueryDict
 from django.utils.translation import gettext as _
 from ninja import Router, Schema, Status
 
-from okuru.accounts import audit
 from okuru.api.auth import needs
 from okuru.api.errors import ApiError, form_errors, not_found
+from okuru.customers import actions
 from okuru.customers.fields import catalogue
 from okuru.customers.forms import ViewForm
 from okuru.customers.models import View
@@ -99,11 +98,7 @@ def get_view(request: HttpRequest, view_id: int):
 )
 def create_view(request: HttpRequest, payload: ViewIn):
     d = _form(payload.name, payload.filter, payload.fields, None).cleaned_data
-    with transaction.atomic():
-        view = View.objects.create(
-            name=d["name"], filter=d["filter"], fields=d["fields"], owner=request.user
-        )
-        audit.log(request, "view_create", view.name, {"id": view.pk, "fields": view.fields})
+    view = actions.create_view(d["name"], d["filter"], d["fields"], request.user, request)
     return Status(201, view_json(view))
 
 
@@ -121,10 +116,7 @@ def update_view(request: HttpRequest, view_id: int, payload: ViewPatch):
         payload.fields if payload.fields is not None else view.fields,
         view,
     ).cleaned_data
-    with transaction.atomic():
-        view.name, view.filter, view.fields = d["name"], d["filter"], d["fields"]
-        view.save(update_fields=["name", "filter", "fields"])
-        audit.log(request, "view_update", view.name, {"id": view.pk, "fields": view.fields})
+    actions.update_view(view, d["name"], d["filter"], d["fields"], request)
     return view_json(view)
 
 
@@ -137,9 +129,7 @@ def update_view(request: HttpRequest, view_id: int, payload: ViewPatch):
 def delete_view(request: HttpRequest, view_id: int):
     view = _get_view(view_id)
     try:
-        with transaction.atomic():
-            view.delete()
-            audit.log(request, "view_delete", view.name, {"id": view_id})
+        actions.delete_view(view, request)
     except ProtectedError:
         raise ApiError(409, _("This view is in use and cannot be deleted.")) from None
     return Status(204, None)

@@ -5,7 +5,6 @@ The work is done by the named actions in ``okuru.customers.design``, as in the U
 
 from typing import Any
 
-from django.db import transaction
 from django.http import HttpRequest
 from django.utils.translation import gettext as _
 from ninja import Router, Schema, Status
@@ -104,12 +103,11 @@ def change_field(request: HttpRequest, key: str, payload: FieldPatch):
     ``choices`` change its options. All of it or none."""
     field = _user_field(key)
     options = payload.dict(exclude_none=True, exclude={"label"})
+    label = payload.label.strip() if payload.label is not None else None
     try:
-        with transaction.atomic():
-            if payload.label is not None and payload.label.strip() != field.label:
-                field = design.rename_field(key, payload.label.strip(), actor=request)
-            if options:
-                field = design.set_field_options(key, **options, actor=request)
+        field = design.change_field(
+            key, label=label, options=options, label_first=True, actor=request
+        )
     except design.DesignError as e:
         raise bad_request(str(e)) from None
     return field_json(spec_for(field))

@@ -10,8 +10,6 @@ import json
 from typing import Any
 
 from django import forms
-from django.db import IntegrityError, transaction
-from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -135,27 +133,6 @@ class CustomerForm(forms.Form):
             others = others.exclude(pk=self.customer.pk)
         if others.exists():
             self.add_error(spec.key, _("Another customer already has this value."))
-
-    def save(self) -> Customer:
-        customer = self.customer or Customer(data={})
-        for key, value in self.values.items():
-            spec = self.specs[key]
-            if spec.standard:
-                setattr(customer, spec.column, value)
-            elif value is None:
-                customer.data.pop(key, None)
-            else:
-                customer.data[key] = value
-        customer.updated_at = timezone.now()
-        try:
-            # The unique expression indexes are the last word when two edits race.
-            with transaction.atomic():
-                customer.save()
-        except IntegrityError:
-            raise forms.ValidationError(
-                _("Another customer already has a value that must be unique.")
-            ) from None
-        return customer
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ from django import forms as djforms
 from django.conf import settings
 from django.contrib import messages
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
-from django.db import transaction
 from django.db.models import ProtectedError, QuerySet
 from django.http import (
     FileResponse,
@@ -27,15 +26,16 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext, pgettext
+from django.utils.translation import ngettext
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
 from okuru.accounts import audit, jobs
 from okuru.accounts.access import CUSTOMER_DATA_RIGHT, check_rights, require_right
 from okuru.accounts.models import Job
-from okuru.customers import design, exporter, filters
+from okuru.customers import actions, design, exporter, filters
 from okuru.customers import jobs as customer_jobs
+from okuru.customers.builder import MAX_FILTER_CHARS, builder_context, picker_fields
 from okuru.customers.fields import STANDARD, FieldSpec, catalogue, format_value, row_value
 from okuru.customers.forms import (
     CustomerForm,
@@ -55,8 +55,6 @@ DEFAULT_USER_COLUMNS = 6
 # Exports up to this many rows stream straight to the browser; bigger ones run as a job so a
 # slow download cannot hold a web worker for minutes.
 STREAM_EXPORT_MAX_ROWS = 50_000
-# Filter trees travel in the query string; refuse absurd sizes before parsing.
-MAX_FILTER_CHARS = 100_000
 
 # ---------------------------------------------------------------------------------------------
 # Shared helpers
@@ -78,74 +76,6 @@ def _display(spec: FieldSpec, value: Any) -> str:
     if spec.type in ("datetime", "number", "integer"):
         return format_value(spec, value)
     return str(value)
-
-
-def _builder(specs: dict[str, FieldSpec]) -> dict[str, Any]:
-    """What the filter builder script needs: the fields and its translated words."""
-    topics = dict(Topic.objects.values_list("key", "name"))
-    return {
-        "fields": [
-            {
-                "key": s.key,
-                "label": capfirst(str(s.label)),
-                "type": s.type,
-                "choices": list(s.choices),
-                "choiceLabels": topics if s.key == "unsubscribed" else {},
-            }
-            for s in specs.values()
-        ],
-        "ops": {
-            "has_value": _("has a value"),
-            "no_value": _("has no value"),
-            "eq": _("equals"),
-            "ne": _("does not equal"),
-            "contains": _("contains"),
-            "starts_with": _("starts with"),
-            "lt": _("less than"),
-            "gt": _("greater than"),
-            "lt_date": _("before"),
-            "gt_date": _("after"),
-            "between": _("between"),
-            "in": _("is one of"),
-            "in_multi": _("includes any of"),
-            "ne_multi": _("includes none of"),
-        },
-        "words": {
-            "all": _("All of these conditions (AND)"),
-            "any": _("Any of these conditions (OR)"),
-            # A context keeps these apart from Django's own "and"/"or" (list joining).
-            "and": pgettext("filter conditions", "and"),
-            "or": pgettext("filter conditions", "or"),
-            "addCondition": _("+ Condition"),
-            "addGroup": _("+ Group"),
-            "remove": _("Remove"),
-            "removeGroup": _("Remove this group"),
-            "empty": _("No conditions: every customer matches."),
-            "yes": _("Yes"),
-            "no": _("No"),
-            "onePerLine": _("One value per line"),
-            "unknownField": _("Unknown field"),
-            "otherCondition": _("Other condition"),
-            "counting": _("Counting…"),
-            "field": _("Field"),
-            "operator": _("Operator"),
-            "value": _("Value"),
-        },
-    }
-
-
-def builder_context(specs: dict[str, FieldSpec], tree: dict | str | None) -> dict[str, Any]:
-    if not isinstance(tree, str):
-        tree = json.dumps(tree or {"match": "all", "conditions": []}, ensure_ascii=False)
-    return {"builder": _builder(specs), "filter_json": tree}
-
-
-def picker_fields(specs: dict[str, FieldSpec], chosen: list[str]) -> dict[str, Any]:
-    """Available and chosen fields for the field picker, chosen ones in their order."""
-    return {
-        "chosen_fields": [(k, capfirst(specs[k].label)) for k in chosen if k in specs],
-        "available_fields": [(k, capfirst(s.label)) for k, s in specs.items() if k not in chosen],
-    }
 
 
 def _filter_param(request: HttpRequest) -> str | None:
@@ -274,16 +204,14 @@ def _customer_page(
     )
 
 
-def _save_customer(request: HttpRequest, form: CustomerForm, action: str) -> Customer | None:
+def _save_customer(request: HttpRequest, form: CustomerForm) -> Customer | None:
     if not form.is_valid():
         return None
     try:
-        customer = form.save()
+        return actions.save_customer(form.customer, form.values, form.specs, request)
     except djforms.ValidationError as e:
         form.add_error(None, e)
         return None
-    audit.log(request, action, str(customer.pk), {"fields": sorted(form.values)})
-    return customer
 
 
 @require_right("customers_read")
@@ -293,7 +221,7 @@ def customer_detail(request: HttpRequest, customer_id: int) -> HttpResponse:
     if request.method == "POST":
         check_rights(request.user, "customers_write")
         form = CustomerForm(specs, request.POST, customer=customer)
-        if _save_customer(request, form, "customer_update"):
+        if _save_customer(request, form):
             messages.success(request, _("Customer %(id)s saved.") % {"id": customer.pk})
             return redirect("customers:detail", customer.pk)
     else:
@@ -306,7 +234,7 @@ def customer_create(request: HttpRequest) -> HttpResponse:
     specs = catalogue()
     form = CustomerForm(specs, request.POST or None)
     if request.method == "POST":
-        customer = _save_customer(request, form, "customer_create")
+        customer = _save_customer(request, form)
         if customer is not None:
             messages.success(request, _("Customer %(id)s created.") % {"id": customer.pk})
             return redirect("customers:detail", customer.pk)
@@ -317,9 +245,7 @@ def customer_create(request: HttpRequest) -> HttpResponse:
 def customer_delete(request: HttpRequest, customer_id: int) -> HttpResponse:
     customer = get_object_or_404(Customer, pk=customer_id)
     if request.method == "POST":
-        with transaction.atomic():
-            customer.delete()
-            audit.log(request, "customer_delete", str(customer_id))
+        actions.delete_customer(customer, request)
         messages.success(request, _("Customer %(id)s deleted.") % {"id": customer_id})
         return redirect("customers:list")
     return render(request, "customers/delete.html", {"customer": customer})
@@ -365,14 +291,8 @@ def view_create(request: HttpRequest) -> HttpResponse:
     if not form.is_bound:
         form.chosen = list(NEW_VIEW_FIELDS)
     if form.is_bound and form.is_valid():
-        with transaction.atomic():
-            view = View.objects.create(
-                name=form.cleaned_data["name"],
-                filter=form.cleaned_data["filter"],
-                fields=form.cleaned_data["fields"],
-                owner=request.user,
-            )
-            audit.log(request, "view_create", view.name, {"id": view.pk, "fields": view.fields})
+        d = form.cleaned_data
+        view = actions.create_view(d["name"], d["filter"], d["fields"], request.user, request)
         messages.success(request, _("View “%(name)s” saved.") % {"name": view.name})
         return redirect("customers:views")
     return _view_form_page(request, form, None)
@@ -383,12 +303,8 @@ def view_edit(request: HttpRequest, view_id: int) -> HttpResponse:
     view = _get_view(view_id)
     form = ViewForm(catalogue(), request.POST or None, instance=view)
     if form.is_bound and form.is_valid():
-        with transaction.atomic():
-            view.name = form.cleaned_data["name"]
-            view.filter = form.cleaned_data["filter"]
-            view.fields = form.cleaned_data["fields"]
-            view.save(update_fields=["name", "filter", "fields"])
-            audit.log(request, "view_update", view.name, {"id": view.pk, "fields": view.fields})
+        d = form.cleaned_data
+        actions.update_view(view, d["name"], d["filter"], d["fields"], request)
         messages.success(request, _("View “%(name)s” saved.") % {"name": view.name})
         return redirect("customers:views")
     return _view_form_page(request, form, view)
@@ -399,9 +315,7 @@ def view_delete(request: HttpRequest, view_id: int) -> HttpResponse:
     view = _get_view(view_id)
     if request.method == "POST":
         try:
-            with transaction.atomic():
-                view.delete()
-                audit.log(request, "view_delete", view.name, {"id": view_id})
+            actions.delete_view(view, request)
         except ProtectedError:
             messages.error(request, _("This view is in use and cannot be deleted."))
             return redirect("customers:views")
@@ -472,13 +386,7 @@ def field_edit(request: HttpRequest, key: str) -> HttpResponse:
     if form.is_bound and form.is_valid():
         label, options = form.cleaned_data["label"], form.options()
         try:
-            # Both changes or neither.
-            # Options first, so an error about them names the field as the operator knows it.
-            with transaction.atomic():
-                if options:
-                    design.set_field_options(key, **options, actor=request)
-                if label != field.label:
-                    design.rename_field(key, label, actor=request)
+            design.change_field(key, label=label, options=options, actor=request)
         except design.DesignError as e:
             form.add_error(None, str(e))
         else:
@@ -516,9 +424,7 @@ def topic_add(request: HttpRequest) -> HttpResponse:
     form = TopicForm(request.POST)
     if not form.is_valid():
         return _design_page(request, topic_form=form)
-    with transaction.atomic():
-        topic = Topic.objects.create(key=form.cleaned_data["key"], name=form.cleaned_data["name"])
-        audit.log(request, "topic_add", topic.key, {"name": topic.name})
+    topic = actions.add_topic(form.cleaned_data["key"], form.cleaned_data["name"], request)
     messages.success(request, _("Topic “%(name)s” added.") % {"name": topic.name})
     return redirect("customers:design")
 
@@ -528,10 +434,7 @@ def topic_edit(request: HttpRequest, topic_id: int) -> HttpResponse:
     topic = _get_topic(topic_id)
     form = TopicForm(request.POST or None, instance=topic)
     if form.is_bound and form.is_valid():
-        with transaction.atomic():
-            old, topic.name = topic.name, form.cleaned_data["name"]
-            topic.save(update_fields=["name"])
-            audit.log(request, "topic_rename", topic.key, {"from": old, "to": topic.name})
+        actions.rename_topic(topic, form.cleaned_data["name"], request)
         messages.success(request, _("Topic “%(name)s” saved.") % {"name": topic.name})
         return redirect("customers:design")
     return render(request, "customers/topic_form.html", {"form": form, "topic": topic})
@@ -544,9 +447,7 @@ def topic_delete(request: HttpRequest, topic_id: int) -> HttpResponse:
     # the operator has to clear those flags first (an import can do it).
     in_use = _topic_users(topic)
     if request.method == "POST" and not in_use:
-        with transaction.atomic():
-            topic.delete()
-            audit.log(request, "topic_delete", topic.key, {"name": topic.name})
+        actions.delete_topic(topic, request)
         messages.success(request, _("Topic “%(name)s” deleted.") % {"name": topic.name})
         return redirect("customers:design")
     return render(request, "customers/topic_delete.html", {"topic": topic, "in_use": in_use})
@@ -609,19 +510,15 @@ def _export_initial(request: HttpRequest) -> tuple[dict[str, Any], list[str]]:
 
 def _save_export_setting(request: HttpRequest, form: ExportForm) -> ExportSetting:
     d = form.cleaned_data
-    with transaction.atomic():
-        setting, created = ExportSetting.objects.update_or_create(
-            name=d["save_as"].strip(),
-            defaults={
-                "fields": d["fields"],
-                "filter": d["filter"],
-                "view": d["view"],
-                "encoding": d["encoding"],
-                "owner": request.user,
-            },
-        )
-        audit.log(request, "export_setting_save", setting.name, {"id": setting.pk})
-    return setting
+    return actions.save_export_setting(
+        d["save_as"].strip(),
+        fields=d["fields"],
+        filter=d["filter"],
+        view=d["view"],
+        encoding=d["encoding"],
+        owner=request.user,
+        actor=request,
+    )
 
 
 def _export_filename() -> str:
@@ -716,9 +613,7 @@ def export_page(request: HttpRequest) -> HttpResponse:
 @require_right("export_data")
 def export_setting_delete(request: HttpRequest, setting_id: int) -> HttpResponse:
     setting = get_object_or_404(ExportSetting, pk=setting_id)
-    with transaction.atomic():
-        setting.delete()
-        audit.log(request, "export_setting_delete", setting.name, {"id": setting_id})
+    actions.delete_export_setting(setting, request)
     messages.success(request, _("Export settings “%(name)s” deleted.") % {"name": setting.name})
     return redirect("customers:export")
 

@@ -47,10 +47,10 @@ from okuru.accounts.access import (
     sees_customer_data,
 )
 from okuru.customers import filters
+from okuru.customers.builder import MAX_FILTER_CHARS, builder_context, picker_fields
 from okuru.customers.fields import catalogue
 from okuru.customers.filters import FilterError
 from okuru.customers.models import Customer
-from okuru.customers.views import MAX_FILTER_CHARS, builder_context, picker_fields
 from okuru.lib import mailframe, signing, smtp
 from okuru.mailings import (
     actions,

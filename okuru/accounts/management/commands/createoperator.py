@@ -10,9 +10,8 @@ import secrets
 
 from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
 
-from okuru.accounts import audit
+from okuru.accounts import actions
 from okuru.accounts.models import RIGHTS, Operator
 
 ADMIN_GROUP = "Administrators"
@@ -36,15 +35,15 @@ def generate_password() -> str:
 def create_operator(username: str, email: str = "", admin: bool = False) -> tuple[Operator, str]:
     """Create an operator and return it with its generated password (kept only hashed)."""
     password = generate_password()
-    with transaction.atomic():
-        operator = Operator.objects.create_user(username, email, password)
-        groups = []
-        if admin:
-            operator.is_staff = operator.is_superuser = True
-            operator.save(update_fields=["is_staff", "is_superuser"])
-            operator.groups.add(administrators_group())
-            groups = [ADMIN_GROUP]
-        audit.log(None, "operator_create", username, {"groups": groups, "source": "cli"})
+    operator = Operator(
+        username=Operator.normalize_username(username),
+        email=Operator.objects.normalize_email(email),
+        is_staff=admin,
+        is_superuser=admin,
+    )
+    operator.set_password(password)
+    groups = [administrators_group()] if admin else []
+    actions.create_operator(operator, groups, None, source="cli")
     return operator, password
 
 
