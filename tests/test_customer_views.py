@@ -5,7 +5,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from okuru.accounts.models import OperationLog
-from okuru.customers import builder
+from okuru.customers import builder, views
 from okuru.customers.models import Customer, Field, Topic, View
 from tests.conftest import client_for
 
