@@ -131,7 +131,8 @@ def test_the_log_shows_actions_and_details_in_japanese_words(owner):
     audit.log(owner, "import_dry_run", "customers.csv", {"inserted": 3, "dry_run": True})
     body = client_for(owner, "ja").get("/accounts/log/").content.decode()
     assert "インポート（テスト実行）" in body
-    assert "新規登録: 3 / テスト実行: はい" in body
+    # (PostgreSQL's jsonb keeps its own key order: each pair is checked on its own.)
+    assert "新規登録: 3" in body and "テスト実行: はい" in body
     assert "import_dry_run</td>" not in body
 
 

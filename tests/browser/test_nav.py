@@ -43,6 +43,7 @@ def test_menus_hold_only_what_the_rights_open(transactional_db, member, live_ser
             "Use of measurement results",
             "Captured mail",
             "Relays",
+            "DKIM keys",
         ],
     }
     assert page.locator("details.user-menu .menu-panel a").all_text_contents() == [
