@@ -16,7 +16,7 @@ from okuru.accounts.models import Job
 from okuru.capture.models import CapturedMessage
 from okuru.lib.mailframe import MAIL_FRAME_CSP
 from okuru.mailings import testing
-from tests.test_capture import make_mail as make_captured
+from tests.capture.test_capture_box import make_mail as make_captured
 
 HREF = re.compile(r'(?:href|src)="(/[^"]*)"')
 # Links that act or download rather than show a page.

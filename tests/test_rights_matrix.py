@@ -1,4 +1,4 @@
-"""Acceptance check of issue #2's authorization: every operator screen of the customer database
+"""Authorization: every operator screen of the customer database
 and of accounts, and every API endpoint of customers, fields, views, imports, exports and jobs,
 against the three personas (owner: every right; member: no database design, no operators
 admin; outsider: no right). A table says what each one needs; a request without it is a 403
@@ -459,7 +459,7 @@ def _plant(persona: Operator | None, media: Path) -> dict[str, int]:
     )
     token = ApiToken.issue(persona or other, "mine")[0]
     from okuru.mailings import redelivery
-    from tests.extraction_setup import ELIGIBLE, extract
+    from tests.mailings.extraction_setup import ELIGIBLE, extract
 
     view = View.objects.create(name="All", fields=["customer_id", *ELIGIBLE])
     # Route 4's extraction of the delivery (its list holds the sentinel customers) and a planned

@@ -36,7 +36,7 @@ def test_a_captured_mail_keeps_its_styles_and_remote_images(
     transactional_db, owner, live_server, page
 ):
     from okuru.capture.models import CapturedMessage
-    from tests.test_capture import make_mail
+    from tests.capture.test_capture_box import make_mail
 
     html = (
         '<style>p.big { font-size: 31px }</style><p class="big" style="color: rgb(4, 5, 6)">Hi</p>'

@@ -13,7 +13,7 @@ from okuru.customers.models import View
 from okuru.mailings import actions, ledger, sending, testing
 from okuru.mailings.models import Delivery, Extraction, Mail, Relay
 from tests.browser.conftest import doc_screenshot, log_in
-from tests.extraction_setup import ELIGIBLE, make_source
+from tests.mailings.extraction_setup import ELIGIBLE, make_source
 
 pytestmark = pytest.mark.browser
 

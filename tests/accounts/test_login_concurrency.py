@@ -1,7 +1,7 @@
 """Log-in limits under concurrency, against a real server: gunicorn started as ``okuru run``
 starts it (several processes, several threads each), with bursts of parallel guesses fired
 from threads and from separate processes. A counting password hasher
-(``tests.counting_hasher``) counts the password checks the server really made.
+(``tests.accounts.counting_hasher``) counts the password checks the server really made.
 
 The database is shared with the server: on PostgreSQL it connects to the test database; on
 SQLite the seeded in-memory test database is copied to a file (``VACUUM INTO``) that the server
@@ -26,13 +26,13 @@ from django.db import connection
 from django.utils import timezone
 
 from okuru.accounts.management.commands import run
-from tests import loginburst
+from tests.accounts import loginburst
 from tests.conftest import PASSWORD, make_operator
-from tests.counting_hasher import checks
+from tests.accounts.counting_hasher import checks
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BURSTS = 5
 BURST_SIZE = 40
 
@@ -57,7 +57,7 @@ class Server:
                 cur.execute(f"VACUUM INTO '{self.file}'")
             self.env["DATABASE_URL"] = f"sqlite:///{self.file}"
         self.env.update(
-            DJANGO_SETTINGS_MODULE="tests.server_settings",
+            DJANGO_SETTINGS_MODULE="tests.accounts.server_settings",
             OKURU_DATA_DIR=str(tmp_path),
             OKURU_TEST_CHECK_LOG=self.check_log,
             # Connections are not kept: the test database must be droppable at the end.
@@ -128,7 +128,7 @@ class Server:
                 [
                     sys.executable,
                     "-m",
-                    "tests.loginburst",
+                    "tests.accounts.loginburst",
                     self.url,
                     str(start_at),
                     *(f"{u}:{p}" for u, p in attempts[i::processes]),

@@ -25,7 +25,7 @@ from okuru.mailings import recipient_fields, reports
 from okuru.mailings.models import Delivery, Recipient
 from okuru.mailings.testing import make_mail
 from tests.conftest import client_for, make_operator
-from tests.extraction_setup import make_source
+from tests.mailings.extraction_setup import make_source
 
 pytestmark = pytest.mark.django_db
 

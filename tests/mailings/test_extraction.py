@@ -30,7 +30,7 @@ from okuru.mailings.models import (
 )
 from okuru.mailings.testing import Sink, drain, make_mail, make_relay, start
 from tests.conftest import client_for, make_operator
-from tests.extraction_setup import ELIGIBLE, extract, ledger, make_source, members
+from tests.mailings.extraction_setup import ELIGIBLE, extract, ledger, make_source, members
 
 pytestmark = pytest.mark.django_db
 

@@ -1,4 +1,4 @@
-"""Acceptance check of issue #2's import rules that matter most to users: the suppression
+"""The import rules that matter most to users: the suppression
 columns (refusal flag, unsubscribe flags, error counts) change only when the file has them, an
 import never re-subscribes anyone; "Synergy!ID" means the Customer ID; a Customer ID column is
 refused unless it is the key (also through the API's job); and the 配信フラグ (delivery flag)

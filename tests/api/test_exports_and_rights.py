@@ -1,4 +1,5 @@
-"""API gaps found in the acceptance review of issue #2."""
+"""The export API's edge cases (a view naming a deleted field, the encodings the CLI names) and
+rights checked before the body is validated."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from okuru.mailings import actions, testing
 from okuru.mailings.models import Mail
 from okuru.mailings.serializers import mail_json
 from tests.conftest import make_operator
-from tests.test_mail_api import api_client
+from tests.api.test_mails import api_client
 
 pytestmark = pytest.mark.django_db
 

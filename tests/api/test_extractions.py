@@ -9,7 +9,7 @@ from okuru.accounts.models import ApiToken, Operator
 from okuru.customers.models import View
 from okuru.mailings.models import Extraction
 from tests.conftest import make_operator
-from tests.extraction_setup import ELIGIBLE, make_source, members
+from tests.mailings.extraction_setup import ELIGIBLE, make_source, members
 
 pytestmark = pytest.mark.django_db
 

@@ -1,4 +1,4 @@
-"""Acceptance check of issue #2's long jobs: an import or export started from a screen runs as
+"""Long jobs: an import or export started from a screen runs as
 a job, and on completion the operator gets an in-app notice and an e-mail, success or failure."""
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from okuru.bounces import kinds
 from okuru.bounces.parsing import MAX_BYTES, MAX_DEPTH, parse
-from tests.bounce_samples import ARF, AUTO_REPLY, CORPUS, PLAIN, QMAIL, dsn
+from tests.bounces.samples import ARF, AUTO_REPLY, CORPUS, PLAIN, QMAIL, dsn
 
 needs_corpus = pytest.mark.skipif(
     not (CORPUS / "emails").is_dir(),

@@ -25,7 +25,7 @@ from okuru.mailings.testing import Sink, make_customers, make_mail, make_relay, 
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BATCH = 50
 GROUP = Config().group_size  # the product's bound on rows "sending" at once per worker
 WORKER_ARGS = [

@@ -1,7 +1,7 @@
 """Concurrent log-in attempts against a running server, with the standard library only, so
 that a separate process can fire them too:
 
-    python -m tests.loginburst URL START_AT USER:PASSWORD [USER:PASSWORD ...]
+    python -m tests.accounts.loginburst URL START_AT USER:PASSWORD [USER:PASSWORD ...]
 
 sends every attempt at once (one thread each) at the wall-clock time START_AT and prints the
 outcomes as JSON: "in", "locked", "source_locked", "wrong" or "http <status>".

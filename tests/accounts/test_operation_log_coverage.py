@@ -1,4 +1,4 @@
-"""Acceptance check of issue #2's operation log: every write, import and export of the customer
+"""The operation log covers every write, import and export of the customer
 database (UI and API, and the jobs they start) leaves an entry with operator, group, action,
 target, time and source IP."""
 

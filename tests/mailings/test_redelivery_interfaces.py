@@ -17,7 +17,7 @@ from okuru.mailings.models import Delivery, Mail, PlannedRedelivery, Recipient
 from okuru.tracking import recording
 from okuru.tracking.testing import sent_delivery
 from tests.conftest import client_for, make_operator
-from tests.test_mail_api import api_client
+from tests.api.test_mails import api_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -14,7 +14,7 @@ from okuru.mailings import describe, targeting
 from okuru.mailings.models import Delivery, Mail
 from okuru.mailings.testing import make_mail
 from tests.conftest import client_for, make_operator
-from tests.extraction_setup import ELIGIBLE, make_source
+from tests.mailings.extraction_setup import ELIGIBLE, make_source
 
 pytestmark = pytest.mark.django_db
 LONG = "Spring sale " + "with a very long name " * 8

@@ -1,5 +1,5 @@
 """A password hasher that notes every password check in a file, so that a test can count the
-checks a real server (its own processes) made. Used through ``tests.server_settings``."""
+checks a real server (its own processes) made. Used through ``tests.accounts.server_settings``."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import translation
 
-from tests.bounce_samples import ARF, AUTO_REPLY, QMAIL, dsn
+from tests.bounces.samples import ARF, AUTO_REPLY, QMAIL, dsn
 
 
 @pytest.fixture(autouse=True)

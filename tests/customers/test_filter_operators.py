@@ -1,4 +1,4 @@
-"""Acceptance check of issue #2's filter builder engine: every listed operator (has a value,
+"""The filter engine: every listed operator (has a value,
 has no value, equals, not equals, contains, starts with, before / after / between for numbers,
 dates and date-times, in list) on every field type, in AND/OR groups; and the delivery-eligible
 rule of database views."""

@@ -1,4 +1,4 @@
-"""Acceptance check of issue #2: a Customer ID is assigned on insert and never reused, whether
+"""A Customer ID is assigned on insert and never reused, whether
 the customer is added on a screen, through the API or by an import."""
 
 from __future__ import annotations

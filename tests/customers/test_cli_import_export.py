@@ -1,4 +1,4 @@
-"""Acceptance check of issue #2's CLI, in the exact forms the issue gives:
+"""The import/export CLI in the exact forms users' scripts call:
 ``okuru import FILE --mode insert|update|upsert --key customer_id|FIELD [--encoding
 auto|utf-8|cp932] [--dry-run]`` (summary and progress), ``okuru export FILE --fields ...
 [--filter JSON] [--view NAME] [--encoding ...]``, ``okuru fields add KEY --type TYPE --label
