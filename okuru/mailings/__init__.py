@@ -1,6 +1,6 @@
 """Mails, deliveries, the per-recipient ledger, sending, reports, extraction and re-delivery.
 
-The modules import downwards only (``tests/test_import_layers.py`` holds the rules)::
+The modules import downwards only (``tests/test_layers.py`` holds the rules)::
 
     models                      the tables
     rendering, messages         templates under a cost budget; MIME and addresses
