@@ -27,8 +27,8 @@ from django.utils import timezone
 
 from okuru.accounts.management.commands import run
 from tests.accounts import loginburst
-from tests.conftest import PASSWORD, make_operator
 from tests.accounts.counting_hasher import checks
+from tests.conftest import PASSWORD, make_operator
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

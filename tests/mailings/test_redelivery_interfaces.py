@@ -16,8 +16,8 @@ from okuru.mailings import redelivery, testing
 from okuru.mailings.models import Delivery, Mail, PlannedRedelivery, Recipient
 from okuru.tracking import recording
 from okuru.tracking.testing import sent_delivery
-from tests.conftest import client_for, make_operator
 from tests.api.test_mails import api_client
+from tests.conftest import client_for, make_operator
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
