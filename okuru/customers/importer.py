@@ -24,7 +24,8 @@ Semantics:
 
 * insert: a row whose key is already in the database is skipped. With the Customer ID key, a row
   with an empty Customer ID is a new customer; a Customer ID that no customer has is rejected
-  (Customer IDs are assigned by Okuru, never by the file).
+  (Customer IDs are assigned by Okuru, never by the file). A file without the key column inserts
+  every row: a list of new people needs no key.
 * update: a row whose key is not in the database is skipped (so is an empty Customer ID).
 * upsert: both.
 * Only the file's columns are written: an absent column keeps its value, and so the refusal flag,
@@ -164,7 +165,7 @@ class Plan:
     columns: list[FieldSpec]  # the fields written, in file order
     cells: list[int]  # the cell index of each written column
     names: list[str]  # the header cell of each written column, as the file has it
-    key_cell: int  # cell index of the key column
+    key_cell: int  # cell index of the key column; -1 when an insert has none
     key_name: str
     ignored: list[str]
     missing_required: list[FieldSpec]  # required fields the file lacks (matter on insert)
@@ -254,7 +255,12 @@ def make_plan(header: list[str], specs: dict[str, FieldSpec], key: str, mode: st
         columns.append(spec)
         cells.append(i)
         names.append(name)
-    if key_cell < 0:
+    if key_cell < 0 and mode == "insert":
+        # A list of new people has no key column: every row is a new customer, which is what a
+        # Customer ID key with every cell empty means (a unique field's value, absent from the
+        # file, cannot match anyone either).
+        key, key_spec = "customer_id", specs["customer_id"]
+    elif key_cell < 0:
         errors.insert(
             0,
             RowError(
@@ -279,7 +285,9 @@ def make_plan(header: list[str], specs: dict[str, FieldSpec], key: str, mode: st
         cells=cells,
         names=names,
         key_cell=key_cell,
-        key_name=header[key_cell].strip().lstrip("\ufeff"),
+        key_name=header[key_cell].strip().lstrip("\ufeff")
+        if key_cell >= 0
+        else str(key_spec.label),
         ignored=ignored,
         missing_required=missing_required,
     )
@@ -413,7 +421,7 @@ class Parser:
 
     def _chunk_rows_by_id(self, chunk: Chunk, rowno: int, cells: list[str]) -> None:
         plan = self.plan
-        raw = cells[plan.key_cell].strip()
+        raw = cells[plan.key_cell].strip() if plan.key_cell >= 0 else ""
         target = None
         if raw:
             if raw.isdigit() and raw.isascii():  # the common case, without the parser's regex
@@ -1174,6 +1182,7 @@ def _import_rows(
             )
         plan = make_plan(first[1], specs, result.key, result.mode)
         result.ignored_columns = plan.ignored
+        result.key = plan.key
         connection.ensure_connection()
         importer = Importer(plan, specs, result)
         try:

@@ -573,7 +573,8 @@ def _import_page(request: HttpRequest) -> HttpResponse:
         job = customer_jobs.start_import(request, form.cleaned_data)
         return redirect("accounts:job", job.pk)
     recent = Job.objects.filter(kind="import", operator=request.user)[:10]
-    return render(request, "customers/import.html", {"form": form, "recent": recent})
+    ctx = {"form": form, "recent": recent, "key_headers": form.key_headers()}
+    return render(request, "customers/import.html", ctx)
 
 
 # ---------------------------------------------------------------------------------------------
