@@ -32,7 +32,12 @@ NOTIFIERS: dict[str, Callable[[Job], None]] = {}
 
 
 class JobError(Exception):
-    """A failure to report to the operator as is (already translated)."""
+    """A failure to report to the operator as is (already translated). ``result``: what the
+    job's page shows with it (an import's list of the header problems)."""
+
+    def __init__(self, message: str, result: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.result = result
 
 
 def runner(
@@ -107,7 +112,7 @@ def run(job_id: int, echo: Callable[[int], None] | None = None) -> Job | None:
         try:
             result = RUNNERS[job.kind](job, Progress(job, echo=echo))
         except JobError as e:
-            finish(job, Job.Status.FAILED, error=str(e))
+            finish(job, Job.Status.FAILED, result=e.result, error=str(e))
         except Exception as e:  # never lose the job: park it failed, with the reason
             log.exception("job %s failed", job.pk)
             finish(job, Job.Status.FAILED, error=_("Unexpected error: %(error)s") % {"error": e})

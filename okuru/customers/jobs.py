@@ -89,7 +89,8 @@ def import_job(job: Job, progress: Progress) -> dict[str, Any]:
             name=p.get("filename") or "",
         )
     except importer.ImportFailed as e:
-        raise JobError(str(e)) from None
+        listed = {"errors": [list(error) for error in e.errors], "error_count": len(e.errors)}
+        raise JobError(str(e), listed if e.errors else None) from None
     progress.total(result.rows)
     return result.as_dict()
 

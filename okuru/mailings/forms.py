@@ -282,6 +282,19 @@ class MailForm(forms.ModelForm):
             )
         return cleaned
 
+    def _post_clean(self) -> None:
+        super()._post_clean()
+        if not self.errors:
+            return  # the view saves through actions.save_mail, which checks the rest
+        # A form that stops on one field still reports the sender's and the templates'
+        # problems in the same answer, each next to its field.
+        try:
+            actions.validate_mail(self.instance)
+        except ValidationError as e:
+            for key, messages in e.message_dict.items():
+                if key in self.fields and key not in self.errors:
+                    self.add_error(key, messages)
+
     def build(self, history: list[dict], customer_set: list[dict]) -> Mail:
         """The unsaved mail with its targeting from the builder and the condition rows.
 

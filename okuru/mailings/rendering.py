@@ -572,22 +572,29 @@ def validate_templates(mail: Any, specs: Iterable[str] | None = None) -> None:
     else:
         full = specs
     allowed = merge_field_names(specs)
+    # Every part is checked, so that one save reports every problem of the content at once.
+    errors: dict[str, Any] = {}
     if not (mail.subject or "").strip():
-        raise ValidationError({"subject": _("A mail needs a subject.")})
+        errors["subject"] = [_("A mail needs a subject.")]
     if not (mail.text_body or "").strip() and not (mail.html_body or "").strip():
-        raise ValidationError({"text_body": _("A mail needs a text body or an HTML body.")})
+        errors["text_body"] = [_("A mail needs a text body or an HTML body.")]
     for part in PARTS:
         source = getattr(mail, part) or ""
-        ast = parse_part(part, source)
-        unknown = sorted(meta.find_undeclared_variables(ast) - allowed)
-        if unknown:
-            raise ValidationError(
-                {
-                    part: _("Unknown merge field in %(part)s: %(name)s")
-                    % {"part": part_label(part), "name": unknown[0]}
-                }
-            )
-        compile_part(part, source)
+        try:
+            ast = parse_part(part, source)
+            unknown = sorted(meta.find_undeclared_variables(ast) - allowed)
+            if unknown:
+                raise ValidationError(
+                    {
+                        part: _("Unknown merge field in %(part)s: %(name)s")
+                        % {"part": part_label(part), "name": ", ".join(unknown)}
+                    }
+                )
+            compile_part(part, source)
+        except ValidationError as e:
+            e.update_error_dict(errors)
+    if errors:
+        raise ValidationError(errors)
     content = {part: getattr(mail, part) or "" for part in PARTS}
     try:
         CompiledMail(content, full).render(0, sample_customer(full))
