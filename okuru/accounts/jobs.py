@@ -169,11 +169,12 @@ def notify(job: Job) -> None:
         notify_finished(job)
 
 
-def notify_finished(job: Job) -> None:
-    """The plain notice: "<kind> #N finished." (or failed) in the app and by e-mail."""
+def notify_finished(job: Job, text: str = "") -> None:
+    """The plain notice: "<kind> #N finished." (or failed), or the kind's own ``text``, in the
+    app and by e-mail."""
     from django.urls import reverse
 
-    text = describe(job)
+    text = text or describe(job)
     link = reverse("accounts:job", args=[job.pk])
     Notification.objects.create(operator=job.operator, text=text[:500], link=link)
     if settings.NOTIFY_BY_EMAIL and job.operator.email:

@@ -85,6 +85,7 @@ from okuru.customers.fields import catalogue
 from okuru.customers.models import Customer
 from okuru.customers.sql import TABLE as CUSTOMERS
 from okuru.lib import signing, smtp
+from okuru.mailings import notices
 from okuru.mailings.messages import BadAddress, MessageBuilder
 from okuru.mailings.models import Delivery, Exclusion, ListCleaning, Recipient, Relay, error_weight
 from okuru.mailings.rendering import CompiledMail, RenderError, UrlBuilder
@@ -615,6 +616,7 @@ def maybe_complete(delivery_id: int) -> bool:
             status=Delivery.Status.COMPLETED, finished_at=timezone.now()
         )
         refresh_counts(delivery_id)
+        notices.delivery_finished(delivery_id)
     return True
 
 
