@@ -108,7 +108,7 @@ def test_a_finished_delivery_tells_its_operator(
     assert numbers == (4, 1, 0)
     if language == "en":
         assert re.fullmatch(
-            f"Delivery #{delivery.pk} “Autumn” finished at {TIME}: 4 sent, 1 errors, 0 unknown.",
+            f"Delivery #{delivery.pk} “Autumn” finished at {TIME}: sent 4, errors 1, unknown 0.",
             notice.text,
         ), notice.text
     assert [m.to for m in outbox.outbox] == [["op@shop.example"]]

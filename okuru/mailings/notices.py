@@ -32,8 +32,8 @@ def finished_text(delivery: Delivery) -> str:
         return number_format(value, force_grouping=True)
 
     return _(
-        "Delivery #%(id)s “%(name)s” finished at %(time)s: %(sent)s sent, %(errors)s errors,"
-        " %(unknown)s unknown."
+        "Delivery #%(id)s “%(name)s” finished at %(time)s: sent %(sent)s, errors %(errors)s,"
+        " unknown %(unknown)s."
     ) % {
         "id": delivery.pk,
         "name": delivery.mail.name,

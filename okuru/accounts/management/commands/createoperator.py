@@ -13,9 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from okuru.accounts import audit
-from okuru.accounts.models import RIGHTS, Operator
-
-ADMIN_GROUP = "Administrators"
+from okuru.accounts.models import ADMIN_GROUP, RIGHTS, Operator
 
 
 def administrators_group() -> Group:
