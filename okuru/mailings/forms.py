@@ -126,6 +126,11 @@ class HistoryForm(forms.Form):
         self.empty_permitted = False
         self.fields["source"].choices = sources
         self.fields["link"].choices = links
+        # The rows sit in a table under column headers: each select still names itself.
+        row = (self.prefix or "").rsplit("-", 1)[-1]
+        number = int(row) + 1 if row.isdigit() else ""
+        for field in self.fields.values():
+            field.widget.attrs["aria-label"] = f"{field.label} {number}".strip()
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
