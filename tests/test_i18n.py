@@ -6,9 +6,11 @@ from __future__ import annotations
 import ast
 import gettext
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -187,3 +189,32 @@ def test_the_customer_list_stays_english_for_an_english_browser(owner):
     assert "<h1>Customers</h1>" in body
     assert "Customer ID" in body
     assert "顧客" not in body
+
+
+def _fresh_catalogue(tmp_path: Path) -> list[Entry]:
+    """Our catalogue merged with every msgid the code and templates have today, as
+    ``scripts/i18n`` would make it, in a copy of the project (the real one is left alone)."""
+    root = Path(__file__).resolve().parent.parent
+    copy = tmp_path / "project"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.mo", "static", "media")
+    for name in ("okuru", "tests"):
+        shutil.copytree(root / name, copy / name, ignore=ignore)
+    shutil.copy(root / "manage.py", copy / "manage.py")
+    subprocess.run(
+        [sys.executable, "manage.py", "makemessages", "-l", "ja", "--no-obsolete"],
+        cwd=copy,
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(copy)},
+    )
+    return read_po(copy / "okuru" / "locale" / "ja" / "LC_MESSAGES" / "django.po")
+
+
+@pytest.mark.skipif(not shutil.which("xgettext"), reason="gettext tools are not installed")
+def test_every_user_visible_string_is_in_the_catalogue(tmp_path):
+    missing = [
+        (e.ctx, e.msgid)
+        for e in _fresh_catalogue(tmp_path)
+        if e.msgid and ("fuzzy" in e.flags or not all(e.msgstr.values()))
+    ]
+    assert missing == [], "strings without a Japanese translation (add them to django.po)"

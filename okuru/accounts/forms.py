@@ -9,7 +9,7 @@ from django.contrib.auth.models import Group, Permission
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, pgettext_lazy
 
-from okuru.accounts.models import RIGHTS, Operator
+from okuru.accounts.models import RIGHTS, Operator, group_label
 
 LANGUAGE_CHOICES = [("", gettext_lazy("Browser language")), *settings.LANGUAGES]
 
@@ -38,6 +38,9 @@ class GroupsField(forms.ModelMultipleChoiceField):
             label=gettext_lazy("Permission groups"),
             **kwargs,
         )
+
+    def label_from_instance(self, obj: Group) -> str:
+        return group_label(obj.name)
 
 
 class OwnColumnsForm(forms.ModelForm):

@@ -10,15 +10,18 @@ than "finished" (an extraction's ready notice) registers its own ``notify``.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from okuru.accounts import audit
 from okuru.accounts.access import sees_customer_data
@@ -32,7 +35,12 @@ NOTIFIERS: dict[str, Callable[[Job], None]] = {}
 
 
 class JobError(Exception):
-    """A failure to report to the operator as is (already translated)."""
+    """A failure to report to the operator as is (already translated). ``result``: what the
+    job's page shows with it (an import's list of the header problems)."""
+
+    def __init__(self, message: str, result: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.result = result
 
 
 def runner(
@@ -69,6 +77,72 @@ class Progress:
         if force or now - self._last >= self.interval:
             self._last = now
             Job.objects.filter(pk=self.job.pk).update(progress_done=done)
+            if connection.in_atomic_block:
+                # A runner that works in one transaction (an import) would show its count only
+                # at commit: 0 % and then 100 %. The count also goes to a file beside the
+                # uploads, which the web and the workers share.
+                _write_progress(self.job.pk, done)
+
+
+def progress_path(job_id: int) -> Path:
+    return Path(settings.MEDIA_ROOT) / "jobs" / f"{job_id}.progress"
+
+
+def _write_progress(job_id: int, done: int) -> None:
+    path = progress_path(job_id)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".part")
+        partial.write_text(str(done))
+        os.replace(partial, path)
+    except OSError:
+        log.warning("could not write the progress of job %s", job_id, exc_info=True)
+
+
+def live(job: Job) -> Job:
+    """The job as its page shows it now (``live_all`` for one job)."""
+    return live_all([job])[0]
+
+
+def live_all(shown: list[Job]) -> list[Job]:
+    """Jobs as a page shows them now: the count of a running job from its progress file when
+    that is ahead of the row; a queued job's status says how long it has waited and how many
+    jobs are ahead of it (two queries for the whole list, whatever its length)."""
+    shown = list(shown)
+    queued = [j.pk for j in shown if j.status == Job.Status.QUEUED]
+    ahead_of: dict[int, int] = {}
+    if queued:
+        running = Job.objects.filter(status=Job.Status.RUNNING).count()
+        waiting = list(
+            Job.objects.filter(status=Job.Status.QUEUED, pk__lte=max(queued))
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        position = {pk: i for i, pk in enumerate(waiting)}
+        ahead_of = {pk: running + position.get(pk, 0) for pk in queued}
+    for job in shown:
+        _live(job, ahead_of.get(job.pk, 0))
+    return shown
+
+
+def _live(job: Job, ahead: int) -> None:
+    if job.status == Job.Status.RUNNING:
+        try:
+            job.progress_done = max(job.progress_done, int(progress_path(job.pk).read_text()))
+        except (OSError, ValueError):
+            pass
+    job.status_text = job.get_status_display()
+    if job.status == Job.Status.QUEUED:
+        since = timezone.localtime(job.created).strftime("%H:%M:%S")
+        if ahead:
+            text = ngettext(
+                "Waiting: %(ahead)s job ahead, queued at %(since)s",
+                "Waiting: %(ahead)s jobs ahead, queued at %(since)s",
+                ahead,
+            )
+        else:
+            text = _("Waiting: next in line, queued at %(since)s")
+        job.status_text = text % {"ahead": ahead, "since": since}
 
 
 def start(
@@ -107,7 +181,7 @@ def run(job_id: int, echo: Callable[[int], None] | None = None) -> Job | None:
         try:
             result = RUNNERS[job.kind](job, Progress(job, echo=echo))
         except JobError as e:
-            finish(job, Job.Status.FAILED, error=str(e))
+            finish(job, Job.Status.FAILED, result=e.result, error=str(e))
         except Exception as e:  # never lose the job: park it failed, with the reason
             log.exception("job %s failed", job.pk)
             finish(job, Job.Status.FAILED, error=_("Unexpected error: %(error)s") % {"error": e})
@@ -124,6 +198,7 @@ def finish(job: Job, status: str, result: dict | None = None, error: str = "") -
     if status == Job.Status.SUCCEEDED and job.progress_total:
         job.progress_done = job.progress_total
     job.save(update_fields=["status", "finished", "result", "error", "progress_done"])
+    progress_path(job.pk).unlink(missing_ok=True)
     notify(job)
 
 
@@ -164,11 +239,12 @@ def notify(job: Job) -> None:
         notify_finished(job)
 
 
-def notify_finished(job: Job) -> None:
-    """The plain notice: "<kind> #N finished." (or failed) in the app and by e-mail."""
+def notify_finished(job: Job, text: str = "") -> None:
+    """The plain notice: "<kind> #N finished." (or failed), or the kind's own ``text``, in the
+    app and by e-mail."""
     from django.urls import reverse
 
-    text = describe(job)
+    text = text or describe(job)
     link = reverse("accounts:job", args=[job.pk])
     Notification.objects.create(operator=job.operator, text=text[:500], link=link)
     if settings.NOTIFY_BY_EMAIL and job.operator.email:

@@ -201,6 +201,16 @@ class Operator(AbstractUser):
         return {code for code, _label in RIGHTS if self.has_right(code)}
 
 
+# The built-in group that ``createoperator --admin`` makes. Its stored name stays English (it is
+# how the command finds it again); screens show it in the operator's language.
+ADMIN_GROUP = "Administrators"
+
+
+def group_label(name: str) -> str:
+    """A group name as the screens show it: the built-in group's in the active language."""
+    return str(_("Administrators")) if name == ADMIN_GROUP else name
+
+
 class OperationLog(models.Model):
     created = models.DateTimeField(default=timezone.now, db_index=True)
     operator = models.ForeignKey(

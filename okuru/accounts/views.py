@@ -485,6 +485,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
     page = _page(request, jobs_visible_to(request.user))
     for job in page:
         job.kind_label = jobs.kind_label(job.kind)
+    jobs.live_all(page.object_list)
     return render(
         request,
         "accounts/jobs.html",
@@ -497,7 +498,7 @@ def job_json(job: Job) -> dict:
         "id": job.pk,
         "kind": job.kind,
         "status": job.status,
-        "status_display": job.get_status_display(),
+        "status_display": getattr(job, "status_text", None) or job.get_status_display(),
         "finished": job.is_finished,
         "done": job.progress_done,
         "total": job.progress_total,
@@ -521,6 +522,7 @@ def _result_template(job: Job) -> str:
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     job = _get_job_for_user(request, job_id)
     job.result = jobs.result_for(job, request.user)  # shown, never saved
+    jobs.live(job)
     wants_json = request.GET.get("format") == "json" or request.headers.get(
         "Accept", ""
     ).startswith("application/json")

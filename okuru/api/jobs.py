@@ -35,6 +35,8 @@ class JobOut(Schema):
 
 def job_json(job: Job) -> dict[str, Any]:
     params = {k: v for k, v in job.params.items() if k != "path"}  # server paths stay inside
+    if job.status == Job.Status.RUNNING:
+        jobs.live(job)  # the count of a runner that works in one transaction
     return {
         "id": job.pk,
         "kind": job.kind,

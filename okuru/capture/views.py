@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.translation import gettext_lazy
 
 from okuru.accounts.access import CUSTOMER_DATA_RIGHT, require_right
 from okuru.capture.models import CapturedMessage, body_parts
@@ -64,11 +65,27 @@ def message_detail(request: HttpRequest, message_id: int) -> HttpResponse:
     text, html = body_parts(parsed)
     ctx = {
         "message": message,
-        "headers": [(name, str(value)) for name, value in parsed.items()],
+        "headers": [(header_label(name), name, str(value)) for name, value in parsed.items()],
         "text": text,
         "html": _untracked(html) if html else html,
     }
     return render(request, "capture/detail.html", ctx)
+
+
+# The headers an operator reads, in their language; the header's own name is shown beside it.
+HEADER_LABELS = {
+    "subject": gettext_lazy("Subject"),
+    "from": gettext_lazy("From"),
+    "to": gettext_lazy("To"),
+    "cc": gettext_lazy("Cc"),
+    "reply-to": gettext_lazy("Reply-to"),
+    "date": gettext_lazy("Date"),
+}
+
+
+def header_label(name: str) -> str:
+    label = HEADER_LABELS.get(name.lower())
+    return str(label) if label is not None else ""
 
 
 @require_right("mails", CUSTOMER_DATA_RIGHT)

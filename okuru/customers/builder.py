@@ -65,7 +65,7 @@ def _builder(specs: dict[str, FieldSpec]) -> dict[str, Any]:
             "otherCondition": _("Other condition"),
             "counting": _("Counting…"),
             "field": _("Field"),
-            "operator": _("Operator"),
+            "operator": pgettext("filter", "Comparison"),
             "value": _("Value"),
         },
     }

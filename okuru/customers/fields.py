@@ -86,6 +86,23 @@ class FieldSpec:
     def is_text_like(self) -> bool:
         return self.type in ("text", "email", "select", "multiselect")
 
+    @property
+    def type_label(self) -> str:
+        return type_label(self.type)
+
+
+# The standard fields' own types, beside the types of the fields operators add.
+STANDARD_TYPE_LABELS = {
+    "integer": gettext_lazy("Integer"),
+    "flag": gettext_lazy("Flag"),
+}
+
+
+def type_label(type_code: str) -> str:
+    """A field type in the operator's language (Synergy!'s words where its users know them)."""
+    labels = {**dict(Field.Type.choices), **STANDARD_TYPE_LABELS}
+    return str(labels.get(type_code, type_code))
+
 
 STANDARD = [
     FieldSpec(

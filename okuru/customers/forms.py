@@ -17,7 +17,9 @@ from okuru.customers import exporter, filters
 from okuru.customers.fields import (
     MULTI_SEPARATOR,
     FieldSpec,
+    catalogue,
     format_value,
+    header_index,
     parse_value,
     row_value,
 )
@@ -326,10 +328,28 @@ def key_choices() -> list[tuple[str, str]]:
 
 class ImportForm(forms.Form):
     file = forms.FileField(label=gettext_lazy("CSV file"))
+    # "insert" never changes a customer already in the database, and it is the only mode that
+    # works for a list of new people without a key column. The page switches to "update only"
+    # when the chosen file has the key column (import-form.js).
     mode = forms.ChoiceField(
-        label=gettext_lazy("Mode"), choices=MODES, widget=forms.RadioSelect, initial="upsert"
+        label=gettext_lazy("Mode"),
+        choices=MODES,
+        widget=forms.RadioSelect,
+        initial="insert",
+        help_text=gettext_lazy(
+            "Insert adds the rows whose key no customer has (a file without the key column:"
+            " every row). Update changes only customers already in the database."
+        ),
     )
-    key = forms.ChoiceField(label=gettext_lazy("Update key"))
+    key = forms.ChoiceField(
+        label=gettext_lazy("Update key"),
+        initial="customer_id",
+        help_text=gettext_lazy(
+            "The column that tells which customer a row is: Customer ID, or a field whose"
+            " values are unique. New people have no Customer ID yet: leave the column out or its"
+            " cells empty, and choose Insert."
+        ),
+    )
     encoding = forms.ChoiceField(
         label=gettext_lazy("Encoding"), choices=ENCODINGS_IN, initial="auto"
     )
@@ -342,6 +362,13 @@ class ImportForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.fields["key"].choices = key_choices()
+
+    def key_headers(self) -> dict[str, str]:
+        """Header name (case-folded) -> key, for the update keys: the page tells from a chosen
+        file's header whether it has the key column."""
+        keys = {k for k, _label in self.fields["key"].choices}
+        index = header_index(catalogue())
+        return {name.casefold(): k for name, k in index.items() if k in keys}
 
 
 class ExportForm(forms.Form):

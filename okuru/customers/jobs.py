@@ -18,6 +18,8 @@ from typing import Any
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.formats import number_format
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -27,6 +29,8 @@ from okuru.accounts.models import Job
 from okuru.customers import exporter, filters, importer
 from okuru.customers.models import View
 from okuru.lib import csvio
+
+COUNTS = ("inserted", "updated", "skipped", "rejected")
 
 
 def store_upload(upload: UploadedFile) -> Path:
@@ -69,7 +73,38 @@ def start_import(request: HttpRequest, cleaned: dict[str, Any]) -> Job:
     return job
 
 
-@runner("import", lambda: str(gettext_lazy("Import")))
+def import_text(job: Job) -> str:
+    """The import's notice: who, when, which file and every count; a dry run says so."""
+    r = job.result or {}
+    values = {
+        "id": job.pk,
+        "file": job.params.get("filename") or "—",
+        "operator": job.operator.get_username() if job.operator else "—",
+        "time": timezone.localtime(job.finished or timezone.now()).strftime("%Y-%m-%d %H:%M"),
+        **{k: number_format(r.get(k, 0), force_grouping=True) for k in COUNTS},
+    }
+    if job.params.get("dry_run"):
+        text = _(
+            "Dry run of import #%(id)s (%(file)s) by %(operator)s at %(time)s, nothing was"
+            " changed: %(inserted)s would be inserted, %(updated)s updated, %(skipped)s"
+            " skipped, %(rejected)s rejected."
+        )
+    else:
+        text = _(
+            "Import #%(id)s (%(file)s) by %(operator)s finished at %(time)s: %(inserted)s"
+            " inserted, %(updated)s updated, %(skipped)s skipped, %(rejected)s rejected."
+        )
+    return text % values
+
+
+def import_notice(job: Job) -> None:
+    if job.status != Job.Status.SUCCEEDED:
+        jobs.notify_finished(job)  # the plain notice, with the reason
+        return
+    jobs.notify_finished(job, import_text(job))
+
+
+@runner("import", lambda: str(gettext_lazy("Import")), notify=import_notice)
 def import_job(job: Job, progress: Progress) -> dict[str, Any]:
     p = job.params
     path = p.get("path") or job.input_file
@@ -89,7 +124,8 @@ def import_job(job: Job, progress: Progress) -> dict[str, Any]:
             name=p.get("filename") or "",
         )
     except importer.ImportFailed as e:
-        raise JobError(str(e)) from None
+        listed = {"errors": [list(error) for error in e.errors], "error_count": len(e.errors)}
+        raise JobError(str(e), listed if e.errors else None) from None
     progress.total(result.rows)
     return result.as_dict()
 

@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
@@ -63,7 +64,7 @@ class Field(models.Model):
     """A user-defined field of the master database."""
 
     class Type(models.TextChoices):
-        TEXT = "text", _("Text")
+        TEXT = "text", pgettext_lazy("field type", "Text")
         NUMBER = "number", _("Number")
         DATE = "date", _("Date")
         DATETIME = "datetime", _("Date and time")

@@ -474,7 +474,9 @@ def _import_page(request: HttpRequest) -> HttpResponse:
         job = customer_jobs.start_import(request, form.cleaned_data)
         return redirect("accounts:job", job.pk)
     recent = Job.objects.filter(kind="import", operator=request.user)[:10]
-    return render(request, "customers/import.html", {"form": form, "recent": recent})
+    recent = customer_jobs.jobs.live_all(recent)
+    ctx = {"form": form, "recent": recent, "key_headers": form.key_headers()}
+    return render(request, "customers/import.html", ctx)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -486,7 +488,9 @@ def _export_page(request: HttpRequest, form: ExportForm) -> HttpResponse:
     ctx: dict[str, Any] = {
         "form": form,
         "settings_list": ExportSetting.objects.select_related("view"),
-        "recent": Job.objects.filter(kind="export", operator=request.user)[:10],
+        "recent": customer_jobs.jobs.live_all(
+            Job.objects.filter(kind="export", operator=request.user)[:10]
+        ),
         "stream_max": STREAM_EXPORT_MAX_ROWS,
     }
     ctx.update(builder_context(form.specs, tree))

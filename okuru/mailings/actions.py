@@ -92,9 +92,17 @@ def save_mail(mail: Mail, actor: Actor) -> Mail:
     Raises ValidationError for a template problem, a targeting problem, or a targeting change
     while a delivery of this mail is reserved or running."""
     specs = catalogue()
-    validate_fields(mail)
-    validate_sender(mail)
-    rendering.validate_templates(mail, specs)
+    try:
+        validate_mail(mail, specs)
+    except ValidationError as e:
+        # The targeting's problem too, in the same answer (it needs the references to exist).
+        errors = e.update_error_dict({})
+        if has_target(mail) and not errors.keys() & {*REFERENCES, "filter"}:
+            try:
+                validate_targeting(mail, specs)
+            except ValidationError as t:
+                t.update_error_dict(errors)
+        raise ValidationError(errors) from None
     with transaction.atomic():
         if mail.pk is not None:
             old = Mail.objects.select_for_update().get(pk=mail.pk)
@@ -187,6 +195,25 @@ def _check_types(given: dict[str, Any]) -> None:
             ok, what = isinstance(value, str), _("a string")
         if not ok:
             errors[key] = [_("Must be %(what)s.") % {"what": what}]
+    if errors:
+        raise ValidationError(errors)
+
+
+def validate_mail(mail: Mail, specs: dict | None = None) -> None:
+    """Every problem of the mail's own values at once, keyed by field: the stored values, the
+    sender's addresses, the templates (checked only when their fields hold storable text)."""
+    errors: dict[str, Any] = {}
+    checks = [validate_fields, validate_sender]
+    for check in checks:
+        try:
+            check(mail)
+        except ValidationError as e:
+            e.update_error_dict(errors)
+    if not errors.keys() & set(rendering.PARTS):
+        try:
+            rendering.validate_templates(mail, specs if specs is not None else catalogue())
+        except ValidationError as e:
+            e.update_error_dict(errors)
     if errors:
         raise ValidationError(errors)
 
@@ -293,6 +320,7 @@ def validate_fields(mail: Mail) -> None:
 
 def validate_sender(mail: Mail) -> None:
     """Addresses that go into headers and the SMTP envelope must be plain addresses."""
+    errors: dict[str, list[str]] = {}
     for field in ("from_address", "reply_to"):
         value = getattr(mail, field)
         if not value and field == "reply_to":
@@ -301,16 +329,13 @@ def validate_sender(mail: Mail) -> None:
             if check_address(value or "") != value:  # stored as given: no space or line break
                 raise BadAddress(value)
         except BadAddress:
-            raise ValidationError(
-                {field: _("Not a valid e-mail address: %(address)s") % {"address": value}}
-            ) from None
+            errors[field] = [_("Not a valid e-mail address: %(address)s") % {"address": value}]
     if mail.return_path_domain and not DOMAIN_RE.match(mail.return_path_domain):
-        raise ValidationError(
-            {
-                "return_path_domain": _("Not a valid domain: %(domain)s")
-                % {"domain": mail.return_path_domain}
-            }
-        )
+        errors["return_path_domain"] = [
+            _("Not a valid domain: %(domain)s") % {"domain": mail.return_path_domain}
+        ]
+    if errors:
+        raise ValidationError(errors)
 
 
 def sync_links(mail: Mail) -> None:

@@ -40,7 +40,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import number_format
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, pgettext_lazy
+from django.utils.translation import gettext_lazy, ngettext, pgettext_lazy
 
 from okuru.accounts import audit, jobs
 from okuru.accounts.models import Job, Notification
@@ -703,7 +703,11 @@ def notify(job: Job) -> None:
         jobs.notify_finished(job)
         return
     operator = job.operator
-    text = _("Extraction #%(id)s is ready: %(count)s customers.") % {
+    text = ngettext(
+        "Extraction #%(id)s is ready: %(count)s customer.",
+        "Extraction #%(id)s is ready: %(count)s customers.",
+        extraction.count,
+    ) % {
         "id": extraction.pk,
         "count": number_format(extraction.count, force_grouping=True),
     }

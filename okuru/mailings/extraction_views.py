@@ -205,7 +205,9 @@ def extraction_purge(request: HttpRequest) -> HttpResponse:
     done = reports.purge_expired()
     messages.success(
         request,
-        _("Purged %(lists)s lists and the detail of %(deliveries)s deliveries.")
+        _(
+            "Purged past the retention period: extraction lists %(lists)s, deliveries' detail %(deliveries)s."
+        )
         % {"lists": done.get("lists", 0), "deliveries": done["deliveries"]},
     )
     return redirect("mailings:extractions")

@@ -178,6 +178,11 @@ class HistoryForm(forms.Form):
         self.fields["link"].choices = links
         for name in ("source", "link"):
             self.fields[name].widget.mail_of = mail_of or {}
+        # The rows sit in a table under column headers: each select still names itself.
+        row = (self.prefix or "").rsplit("-", 1)[-1]
+        number = int(row) + 1 if row.isdigit() else ""
+        for field in self.fields.values():
+            field.widget.attrs["aria-label"] = f"{field.label} {number}".strip()
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
@@ -337,6 +342,19 @@ class MailForm(forms.ModelForm):
                 _("Choose a view (with an optional customer set) or a recipient list, not both."),
             )
         return cleaned
+
+    def _post_clean(self) -> None:
+        super()._post_clean()
+        if not self.errors:
+            return  # the view saves through actions.save_mail, which checks the rest
+        # A form that stops on one field still reports the sender's and the templates'
+        # problems in the same answer, each next to its field.
+        try:
+            actions.validate_mail(self.instance)
+        except ValidationError as e:
+            for key, messages in e.message_dict.items():
+                if key in self.fields and key not in self.errors:
+                    self.add_error(key, messages)
 
     def build(self, history: list[dict], customer_set: list[dict]) -> Mail:
         """The unsaved mail with its targeting from the builder and the condition rows.

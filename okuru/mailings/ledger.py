@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 from okuru.accounts import audit
 from okuru.customers.fields import catalogue
 from okuru.customers.filters import FilterError
-from okuru.mailings import targeting
+from okuru.mailings import notices, targeting
 from okuru.mailings.models import Delivery, Mail, Recipient
 
 S = Delivery.Status
@@ -166,6 +166,7 @@ def maybe_complete(delivery_id: int) -> bool:
             status=Delivery.Status.COMPLETED, finished_at=timezone.now()
         )
         refresh_counts(delivery_id)
+        notices.delivery_finished(delivery_id)
     return True
 
 

@@ -32,6 +32,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta, nodes
 from jinja2.compiler import CodeGenerator
 from jinja2.exceptions import SecurityError
@@ -493,7 +494,7 @@ def parse_part(part: str, source: str) -> nodes.Template:
         raise ValidationError(
             {
                 part: _("Template error in %(part)s at line %(line)s: %(error)s")
-                % {"part": part_label(part), "line": e.lineno, "error": e.message}
+                % {"part": part_label(part), "line": e.lineno, "error": syntax_message(e.message)}
             }
         ) from None
     except (RecursionError, MemoryError):
@@ -530,6 +531,66 @@ def parse_part(part: str, source: str) -> nodes.Template:
     return ast
 
 
+# Jinja's syntax errors, in the operator's language: (pattern of Jinja's English message, ours).
+# Tokens Jinja names by description ("end of print statement") are rendered as the characters an
+# operator types.
+TOKEN_WORDS = {
+    "end of print statement": "}}",
+    "end of statement block": "%}",
+    "name": gettext_lazy("a name"),
+}
+SYNTAX_MESSAGES = [
+    (
+        re.compile(r"unexpected end of template, expected '(?P<token>[^']+)'\.?$", re.I),
+        gettext_lazy("the template ends before %(token)s closes it"),
+    ),
+    (
+        re.compile(
+            r"unexpected end of template\. Jinja was looking for the following tags: .*"
+            r"The innermost block that needs to be closed is '(?P<tag>\w+)'\.$",
+            re.I,
+        ),
+        gettext_lazy("the block {%% %(tag)s %%} is never closed (add {%% end%(tag)s %%})"),
+    ),
+    (
+        re.compile(r"unexpected '(?P<char>[^']+)', expected '(?P<token>[^']+)'$"),
+        gettext_lazy("“%(char)s” where %(token)s was expected"),
+    ),
+    (re.compile(r"unexpected '(?P<char>[^']+)'$"), gettext_lazy("unexpected “%(char)s”")),
+    (
+        re.compile(r"unexpected char (?P<q>['\"])(?P<char>.+)(?P=q) at \d+$"),
+        gettext_lazy("a character that is not allowed here: “%(char)s”"),
+    ),
+    (
+        re.compile(r"expected token '(?P<token>[^']+)', got '(?P<got>[^']+)'$"),
+        gettext_lazy("“%(got)s” where %(token)s was expected"),
+    ),
+    (
+        re.compile(r"Expected an expression, got '(?P<got>[^']+)'$"),
+        gettext_lazy("a merge field or value is missing before “%(got)s”"),
+    ),
+    (
+        re.compile(r"Encountered unknown tag '(?P<tag>\w+)'\.?$"),
+        gettext_lazy("unknown tag {%% %(tag)s %%}"),
+    ),
+    (re.compile(r"tag name expected$"), gettext_lazy("a tag name is missing after {%")),
+    (
+        re.compile(r"Missing end of comment tag$", re.I),
+        gettext_lazy("a comment {# is never closed with #}"),
+    ),
+]
+
+
+def syntax_message(message: str) -> str:
+    """Jinja's syntax error message in the active language (as it is, if not a known one)."""
+    for pattern, ours in SYNTAX_MESSAGES:
+        m = pattern.search(message or "")
+        if m:
+            values = {k: TOKEN_WORDS.get(v, v) for k, v in m.groupdict().items()}
+            return str(ours) % values if values else str(ours)
+    return message
+
+
 def _too_deep(part: str, line: int | None) -> ValidationError:
     message = _("The %(part)s is nested more than %(n)s levels deep") % {
         "part": part_label(part),
@@ -549,7 +610,7 @@ def compile_part(part: str, source: str) -> Template:
         raise ValidationError(
             {
                 part: _("Template error in %(part)s at line %(line)s: %(error)s")
-                % {"part": part_label(part), "line": e.lineno, "error": e.message}
+                % {"part": part_label(part), "line": e.lineno, "error": syntax_message(e.message)}
             }
         ) from None
     except (RecursionError, MemoryError, SyntaxError):
@@ -572,22 +633,29 @@ def validate_templates(mail: Any, specs: Iterable[str] | None = None) -> None:
     else:
         full = specs
     allowed = merge_field_names(specs)
+    # Every part is checked, so that one save reports every problem of the content at once.
+    errors: dict[str, Any] = {}
     if not (mail.subject or "").strip():
-        raise ValidationError({"subject": _("A mail needs a subject.")})
+        errors["subject"] = [_("A mail needs a subject.")]
     if not (mail.text_body or "").strip() and not (mail.html_body or "").strip():
-        raise ValidationError({"text_body": _("A mail needs a text body or an HTML body.")})
+        errors["text_body"] = [_("A mail needs a text body or an HTML body.")]
     for part in PARTS:
         source = getattr(mail, part) or ""
-        ast = parse_part(part, source)
-        unknown = sorted(meta.find_undeclared_variables(ast) - allowed)
-        if unknown:
-            raise ValidationError(
-                {
-                    part: _("Unknown merge field in %(part)s: %(name)s")
-                    % {"part": part_label(part), "name": unknown[0]}
-                }
-            )
-        compile_part(part, source)
+        try:
+            ast = parse_part(part, source)
+            unknown = sorted(meta.find_undeclared_variables(ast) - allowed)
+            if unknown:
+                raise ValidationError(
+                    {
+                        part: _("Unknown merge field in %(part)s: %(name)s")
+                        % {"part": part_label(part), "name": ", ".join(unknown)}
+                    }
+                )
+            compile_part(part, source)
+        except ValidationError as e:
+            e.update_error_dict(errors)
+    if errors:
+        raise ValidationError(errors)
     content = {part: getattr(mail, part) or "" for part in PARTS}
     try:
         CompiledMail(content, full).render(0, sample_customer(full))
@@ -775,6 +843,10 @@ class RenderError(ValueError):
     def __init__(self, part: str, error: Exception):
         if isinstance(error, RecursionError):
             reason = _("it is nested too deeply")
+        elif isinstance(error, ZeroDivisionError):
+            reason = _("a division by zero")
+        elif isinstance(error, TemplateSyntaxError):
+            reason = syntax_message(error.message or "")
         else:
             reason = str(error) or type(error).__name__
         self.part = part

@@ -572,7 +572,7 @@ def _event_chunks(delivery: Delivery, codec: str) -> Iterator[bytes]:
     from okuru.customers.fields import neutralize
 
     out = csvio.ChunkWriter(codec)
-    out.writerow(["Customer ID", _("Event"), _("Time")])
+    out.writerow([_("Customer ID"), _("Event"), _("Time")])
     n = 0
     for row in iter_event_rows(delivery):
         row[1] = neutralize(row[1])  # a link name is the operators' text

@@ -80,8 +80,43 @@
     });
   }
 
+  // A table wider than the screen scrolls sideways inside its .table-wrap: the keyboard must
+  // reach it (to scroll with the arrow keys) and a screen reader must name it. Only wrappers
+  // that do scroll become such regions, so the others add no stop to the tab order.
+  function scrollRegions() {
+    document.querySelectorAll(".table-wrap").forEach(function (wrap) {
+      var scrolls = wrap.scrollWidth > wrap.clientWidth + 1;
+      if (scrolls && !wrap.hasAttribute("tabindex")) {
+        wrap.setAttribute("tabindex", "0");
+        wrap.setAttribute("role", "region");
+        wrap.setAttribute("data-scroll-region", "");
+        if (!wrap.hasAttribute("aria-label")) wrap.setAttribute("aria-label", regionName(wrap));
+      } else if (!scrolls && wrap.hasAttribute("data-scroll-region")) {
+        ["tabindex", "role", "data-scroll-region", "aria-label"].forEach(function (a) { wrap.removeAttribute(a); });
+      }
+    });
+  }
+
+  function regionName(wrap) {
+    var caption = wrap.querySelector("caption");
+    if (caption) return caption.textContent.trim();
+    var all = Array.prototype.slice.call(document.querySelectorAll("main h1, main h2, main h3"));
+    var before = all.filter(function (h) {
+      return h.compareDocumentPosition(wrap) & Node.DOCUMENT_POSITION_FOLLOWING;
+    });
+    var heading = before.length ? before[before.length - 1] : null;
+    return (heading ? heading.textContent : document.title).replace(/\s+/g, " ").trim();
+  }
+
+  var resizeTimer = null;
+  window.addEventListener("resize", function () {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(scrollRegions, 150);
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
     widths();
+    scrollRegions();
     markCurrentNav();
     menus();
     autosubmit();

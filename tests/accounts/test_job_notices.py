@@ -35,12 +35,10 @@ def test_a_finished_import_leaves_a_notice_and_an_e_mail(
     job = Job.objects.get()
     assert job.status == Job.Status.SUCCEEDED
     notice = Notification.objects.get(operator=member)
-    assert (notice.text, notice.link, notice.read) == (
-        f"Import #{job.pk} finished.",
-        f"/accounts/jobs/{job.pk}/",
-        False,
-    )
-    assert [m.subject for m in mail.outbox] == [f"[Okuru] Import #{job.pk} finished."]
+    assert notice.text.startswith(f"Import #{job.pk} (people.csv) by member finished at ")
+    assert notice.text.endswith(": 1 inserted, 0 updated, 0 skipped, 0 rejected.")
+    assert (notice.link, notice.read) == (f"/accounts/jobs/{job.pk}/", False)
+    assert [m.subject for m in mail.outbox] == [f"[Okuru] {notice.text}"]
     assert mail.outbox[0].to == ["member@example.com"]
     # The job page shows the counts the notice points at.
     r = member_client.get(notice.link)

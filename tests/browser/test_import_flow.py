@@ -3,6 +3,7 @@ queued through progress to finished, see the rejected row's reason and the notic
 
 from __future__ import annotations
 
+import re
 import types
 
 import pytest
@@ -50,7 +51,9 @@ def test_an_import_shows_progress_then_its_counts_errors_and_a_notice(
     job = Job.objects.get(kind="import")
     assert page.url == f"{live_server.url}/accounts/jobs/{job.pk}/"
     assert job.status == Job.Status.QUEUED and job.params["dry_run"] is False
-    expect(page.locator("[data-job-status]")).to_have_text("Queued")
+    expect(page.locator("[data-job-status]")).to_have_text(
+        re.compile(r"^Waiting: next in line, queued at \d\d:\d\d:\d\d$")
+    )
     bar = page.locator("[data-job-progress]")
     expect(bar).to_be_visible()
     expect(bar).to_have_class("progress indeterminate")  # no total yet: a moving stripe
@@ -79,3 +82,30 @@ def test_an_import_shows_progress_then_its_counts_errors_and_a_notice(
         "aoki@example.com",
         "baba@example.com",
     ]
+
+
+@pytest.mark.parametrize(
+    "content, mode, note",
+    [
+        ("PCメールアドレス,氏名\na@example.com,青木\n".encode(), "insert", "キーの列がありません"),
+        (
+            "顧客ID,PCメールアドレス\n1,a@example.com\n".encode("cp932"),
+            "update",
+            "既存データの更新のみ",
+        ),
+        (b"\xef\xbb\xbfCustomer ID,email\n1,a@example.com\n", "update", "既存データの更新のみ"),
+    ],
+)
+def test_the_import_screen_picks_the_safest_mode_for_the_chosen_file(
+    transactional_db, member, live_server, page, content, mode, note
+):
+    member.language = "ja"
+    member.save(update_fields=["language"])
+    log_in(page, live_server, member)
+    page.goto(f"{live_server.url}/import/")
+    expect(page.locator("input[name=mode][value=insert]")).to_be_checked()  # before any file
+    page.set_input_files(
+        "input[name=file]", {"name": "people.csv", "mimeType": "text/csv", "buffer": content}
+    )
+    expect(page.locator(f"input[name=mode][value={mode}]")).to_be_checked()
+    expect(page.locator("#import-file-note")).to_contain_text(note)

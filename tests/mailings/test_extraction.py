@@ -357,7 +357,7 @@ def test_the_operator_gets_a_notice_and_the_ready_e_mail(source, view, member, s
     member.save()
     e = extract([source["delivery"]], view, ["opened", "not_clicked"], operator=member)
     notice = Notification.objects.get(operator=member)
-    assert notice.text == f"Extraction #{e.pk} is ready: 1 customers."
+    assert notice.text == f"Extraction #{e.pk} is ready: 1 customer."
     assert notice.link == f"/mails/extractions/{e.pk}/"
     (message,) = django_mail.outbox
     assert message.subject == "[Mail delivery using delivery results] Ready to use"

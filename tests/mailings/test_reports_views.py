@@ -79,7 +79,7 @@ def test_results_list_shows_counts_and_which_can_be_a_source(member_client, deli
     r = member_client.get("/mails/deliveries/")
     assert r.status_code == 200
     page = r.content.decode()
-    assert page.count(">summary only<") == 1
+    assert page.count(">Sent more than 3 months ago: cannot be used<") == 1
     assert page.count(">selectable<") == 1
     assert delivery.mail.name in page and old.mail.name in page
 
@@ -227,7 +227,8 @@ def test_report_of_a_reservation_offers_to_cancel_it(member_client):
     assert r.status_code == 200
     page = r.content.decode()
     assert "Reserved" in page and "Cancel reservation" in page
-    assert "Summary only: not sent" in page
+    assert "Reserved: not sent yet It can be used as a source once it has started." in page
+    assert "3 months" not in page
 
 
 def test_report_shows_exclusions_at_freeze_and_at_send(member_client, delivery):

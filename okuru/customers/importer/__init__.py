@@ -24,7 +24,8 @@ Semantics:
 
 * insert: a row whose key is already in the database is skipped. With the Customer ID key, a row
   with an empty Customer ID is a new customer; a Customer ID that no customer has is rejected
-  (Customer IDs are assigned by Okuru, never by the file).
+  (Customer IDs are assigned by Okuru, never by the file). A file without the key column inserts
+  every row: a list of new people needs no key.
 * update: a row whose key is not in the database is skipped (so is an empty Customer ID).
 * upsert: both.
 * Only the file's columns are written: an absent column keeps its value, and so the refusal flag,
@@ -345,6 +346,7 @@ def _import_rows(
             )
         plan = make_plan(first[1], specs, result.key, result.mode)
         result.ignored_columns = plan.ignored
+        result.key = plan.key
         connection.ensure_connection()
         importer = Importer(plan, specs, result)
         try:

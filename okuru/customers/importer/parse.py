@@ -143,7 +143,7 @@ class Parser:
 
     def _chunk_rows_by_id(self, chunk: Chunk, rowno: int, cells: list[str]) -> None:
         plan = self.plan
-        raw = cells[plan.key_cell].strip()
+        raw = cells[plan.key_cell].strip() if plan.key_cell >= 0 else ""
         target = None
         if raw:
             if raw.isdigit() and raw.isascii():  # the common case, without the parser's regex

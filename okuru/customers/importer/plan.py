@@ -51,7 +51,7 @@ class Plan:
     columns: list[FieldSpec]  # the fields written, in file order
     cells: list[int]  # the cell index of each written column
     names: list[str]  # the header cell of each written column, as the file has it
-    key_cell: int  # cell index of the key column
+    key_cell: int  # cell index of the key column; -1 when an insert has none
     key_name: str
     ignored: list[str]
     missing_required: list[FieldSpec]  # required fields the file lacks (matter on insert)
@@ -141,7 +141,12 @@ def make_plan(header: list[str], specs: dict[str, FieldSpec], key: str, mode: st
         columns.append(spec)
         cells.append(i)
         names.append(name)
-    if key_cell < 0:
+    if key_cell < 0 and mode == "insert":
+        # A list of new people has no key column: every row is a new customer, which is what a
+        # Customer ID key with every cell empty means (a unique field's value, absent from the
+        # file, cannot match anyone either).
+        key, key_spec = "customer_id", specs["customer_id"]
+    elif key_cell < 0:
         errors.insert(
             0,
             RowError(
@@ -166,7 +171,9 @@ def make_plan(header: list[str], specs: dict[str, FieldSpec], key: str, mode: st
         cells=cells,
         names=names,
         key_cell=key_cell,
-        key_name=header[key_cell].strip().lstrip("\ufeff"),
+        key_name=header[key_cell].strip().lstrip("\ufeff")
+        if key_cell >= 0
+        else str(key_spec.label),
         ignored=ignored,
         missing_required=missing_required,
     )

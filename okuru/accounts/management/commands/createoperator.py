@@ -12,9 +12,7 @@ from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand, CommandError
 
 from okuru.accounts import actions
-from okuru.accounts.models import RIGHTS, Operator
-
-ADMIN_GROUP = "Administrators"
+from okuru.accounts.models import ADMIN_GROUP, RIGHTS, Operator
 
 
 def administrators_group() -> Group:

@@ -1,4 +1,4 @@
-"""``okuru import FILE --mode insert|update|upsert --key customer_id|FIELD [--encoding ...]
+"""``okuru import FILE --mode insert|update|upsert [--key customer_id|FIELD] [--encoding ...]
 [--dry-run]``: import customers from a CSV file, with progress on stderr and a summary.
 
 Exits non-zero when the file cannot be imported or when rows were rejected (the other rows are
@@ -23,7 +23,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("file")
         parser.add_argument("--mode", required=True, choices=importer.MODES)
-        parser.add_argument("--key", required=True, help="customer_id or the key of a unique field")
+        parser.add_argument(
+            "--key",
+            default="customer_id",
+            help="customer_id (the default) or the key of a unique field; an insert from a file"
+            " without the key column adds every row",
+        )
         parser.add_argument("--encoding", default="auto", choices=["auto", "utf-8", "cp932"])
         parser.add_argument(
             "--dry-run", action="store_true", help="check and count, change nothing"
