@@ -10,10 +10,10 @@ from django.utils import timezone
 
 from okuru.accounts import jobs
 from okuru.accounts.models import Job
-from okuru.customers import importer
 from okuru.customers import jobs as customer_jobs  # noqa: F401  (registers the import runner)
 from tests.api.test_jobs import api_client
 from tests.conftest import client_for
+from tests.customers.test_import import set_limit
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +26,7 @@ def media(settings, tmp_path):
 def test_a_long_import_reports_its_count_while_its_transaction_is_open(
     member, member_client, monkeypatch, django_capture_on_commit_callbacks
 ):
-    monkeypatch.setattr(importer, "CHUNK_ROWS", 100)
+    set_limit(monkeypatch, "CHUNK_ROWS", 100)
     monkeypatch.setattr(jobs.Progress, "__init__", _every_call(jobs.Progress.__init__))
     seen: list[tuple[int, int, str]] = []
     write = jobs._write_progress
