@@ -202,6 +202,8 @@ MAILERS = {
     }
 }
 DEFAULT_FROM_EMAIL = os.getenv("DEFAULT_FROM_EMAIL", "okuru@localhost")
+# The sender of notices about an operator's own work (an extraction's "ready" e-mail).
+OKURU_SUPPORT_FROM = os.getenv("OKURU_SUPPORT_FROM", DEFAULT_FROM_EMAIL)
 # Job-completion e-mails to operators: on by default in the embedded set-up.
 NOTIFY_BY_EMAIL = envbool("NOTIFY_BY_EMAIL", "True")
 CAPTURE_SMTP_PORT = envint("CAPTURE_SMTP_PORT", "2525")

@@ -176,7 +176,10 @@ def test_it_creates_a_customer_and_logs_it_with_the_ip(member, fields):
 @pytest.mark.parametrize(
     "payload, detail",
     [
-        ({"email": "not-an-address"}, "email: not an e-mail address: not-an-address"),
+        (
+            {"email": "not-an-address"},
+            "email: not an e-mail address (it needs the form name@example.com): not-an-address",
+        ),
         ({"plan": "gold"}, "plan: not one of the choices: gold"),
         ({"points": "lots"}, "points: not a number: lots"),
         ({"birthday": "2023-02-30"}, "birthday: no such date: 2023-02-30"),

@@ -219,10 +219,16 @@ def test_download_rights_and_states(owner, member, outsider, media):
     assert api_client(owner).get(f"/api/exports/{job.pk}/file").status_code == 200
     from tests.conftest import make_operator
 
-    other = make_operator("other", ["export_data"])
+    other = make_operator("other", ["customers_read", "export_data"])
     r = api_client(other).get(f"/api/exports/{job.pk}/file")
     assert r.status_code == 404
     assert r.json() == {"detail": f"No job with ID {job.pk}."}
+    # Exporting once is not enough: the file is customer data, so it needs customers read.
+    reader_no_more = make_operator("exporter", ["export_data"])
+    own = finished_export(reader_no_more, media)
+    r = api_client(reader_no_more).get(f"/api/exports/{own.pk}/file")
+    assert r.status_code == 403
+    assert r.json() == {"detail": "You do not have the right to do this (needs: Customers: read)."}
     running = Job.objects.create(kind="export", operator=member, status=Job.Status.RUNNING)
     r = api_client(member).get(f"/api/exports/{running.pk}/file")
     assert r.status_code == 409

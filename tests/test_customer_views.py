@@ -223,7 +223,7 @@ def test_it_rejects_bad_values_with_the_import_messages(member_client, people):
     r = member_client.post(url, form_data(member_client, url, email="not-an-address", age="old"))
     assert r.status_code == 200
     assert r.context["form"].errors == {
-        "email": ["not an e-mail address: not-an-address"],
+        "email": ["not an e-mail address (it needs the form name@example.com): not-an-address"],
         "age": ["not a number: old"],
     }
     c.refresh_from_db()

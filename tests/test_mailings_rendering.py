@@ -98,7 +98,7 @@ def test_sandbox_escapes_fail_at_render_too():
         render(mail, customer)
     assert "unsafe" in str(e.value) or "undefined" in str(e.value).lower()
     mail = mail_with(text_body="{{ email * 100000 }}")
-    with pytest.raises(Exception, match="too large"):
+    with pytest.raises(Exception, match="into more than 10,000 characters or items"):
         render(mail, customer)
 
 

@@ -153,7 +153,7 @@ def test_purge_keeps_the_summary_and_removes_detail(delivery, settings):
     young = sent_delivery(2, domain="young.example")
     Delivery.objects.filter(pk=young.pk).update(status="completed")
     done = reports.purge_expired(batch=4)
-    assert done == {"deliveries": 1, "rows": 6 + 7}  # 6 ledger rows, 7 events
+    assert done == {"deliveries": 1, "rows": 6 + 7, "lists": 0}  # 6 ledger rows, 7 events
     assert not Recipient.objects.filter(delivery=delivery).exists()
     assert not Event.objects.filter(delivery=delivery).exists()
     assert Recipient.objects.filter(delivery=young).count() == 2
@@ -165,14 +165,14 @@ def test_purge_keeps_the_summary_and_removes_detail(delivery, settings):
     assert reports.series(delivery) == series
     assert ReportArchive.objects.get(delivery=delivery).purged_rows == 13
     # Nothing left to do the second time.
-    assert reports.purge_expired() == {"deliveries": 0, "rows": 0}
+    assert reports.purge_expired() == {"deliveries": 0, "rows": 0, "lists": 0}
 
 
 def test_purge_leaves_running_deliveries_alone(delivery):
     Delivery.objects.filter(pk=delivery.pk).update(
         status="running", started_at=timezone.now() - timedelta(days=300)
     )
-    assert reports.purge_expired() == {"deliveries": 0, "rows": 0}
+    assert reports.purge_expired() == {"deliveries": 0, "rows": 0, "lists": 0}
     assert Recipient.objects.filter(delivery=delivery).count() == 6
 
 

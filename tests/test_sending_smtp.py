@@ -174,16 +174,19 @@ def test_an_unreachable_relay_puts_the_batch_back_for_later(db):
     assert w.step() is False  # nothing due: the worker idles instead of hammering the relay
 
 
-def test_a_rendering_error_parks_the_row_and_the_rest_go_out(sink):
+def test_a_rendering_error_fails_the_row_and_the_rest_go_out(sink):
+    # Renders at save time (the sample value is not a number: |int gives 1), fails for "0".
     Field.objects.create(key="code", label="Code", type="text")
-    Customer.objects.create(email="bad@example.com", data={"code": "x"})
-    Customer.objects.create(email="good@example.com", data={"code": ""})
-    delivery = start(make_mail(text_body="{{ code * 50000 }}", html_body=""))
+    Customer.objects.create(email="bad@example.com", data={"code": "0"})
+    Customer.objects.create(email="good@example.com", data={"code": "4"})
+    delivery = start(make_mail(text_body="{{ 100 // (code|int(1)) }}", html_body=""))
     drain(worker(), delivery)
     bad = Recipient.objects.get(delivery=delivery, address="bad@example.com")
     good = Recipient.objects.get(delivery=delivery, address="good@example.com")
-    assert bad.status == "unknown"
-    assert bad.note.startswith("Not sent: unexpected error while rendering")
+    # Nothing went out and sending again would fail the same way: failed, not unknown.
+    assert (bad.status, bad.error_kind) == ("failed", "other")
+    assert bad.note == ("Not sent: Template error in text body: integer division or modulo by zero")
+    assert Customer.objects.get(email="bad@example.com").email_error_count == 0
     assert good.status == "sent" and sink.received == {"good@example.com": 1}
 
 

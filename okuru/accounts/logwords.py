@@ -71,6 +71,15 @@ ACTIONS: dict[str, Any] = {
     "delivery.export_recipients": _("Recipients exported"),
     "delivery.export_events": _("Events exported"),
     "delivery.purge_detail": _("Old delivery detail purged"),
+    "delivery.resend": _("Resend draft created"),
+    "delivery.redeliver": _("Re-delivery created"),
+    "redelivery.plan": _("Re-delivery planned"),
+    "redelivery.cancel_plan": _("Planned re-delivery cancelled"),
+    "redelivery.skip_plan": _("Planned re-delivery skipped"),
+    "extraction.start": _("Extraction started"),
+    "extraction.ready": _("Extraction ready"),
+    "extraction.discard": _("Extraction discarded"),
+    "extraction.purge": _("Old extracted lists purged"),
     "relay.create": _("SMTP relay added"),
     "relay.update": _("SMTP relay changed"),
     "relay.delete": _("SMTP relay deleted"),
@@ -110,6 +119,11 @@ DETAIL_KEYS: dict[str, Any] = {
     "scheduled_at": _("scheduled at"),
     "language": _("language"),
     "source": _("source"),
+    "reason": _("reason"),
+    "audience": _("audience"),
+    "deliveries": _("deliveries"),
+    "conditions": _("conditions"),
+    "view": _("database view"),
 }
 
 

@@ -25,7 +25,7 @@ from django.views import i18n
 from django.views.decorators.http import require_POST
 
 from okuru.accounts import audit, forms, jobs
-from okuru.accounts.access import require_right
+from okuru.accounts.access import CUSTOMER_DATA_BY_RIGHT, require_right, right_labels
 from okuru.accounts.models import RIGHTS, ApiToken, Job, Notification, OperationLog, Operator
 
 PAGE_SIZE = 50
@@ -325,6 +325,12 @@ def operator_unlock(request: HttpRequest, operator_id: int) -> HttpResponse:
 # Permission groups
 
 
+def _customer_data_table() -> dict[str, list[tuple[str, str]]]:
+    """What each right lets an operator see of customer data, for the group form."""
+    rows = [(right_labels([code])[0], str(text)) for code, text in CUSTOMER_DATA_BY_RIGHT]
+    return {"customer_data": rows}
+
+
 @require_right("operators_admin")
 def groups(request: HttpRequest) -> HttpResponse:
     qs = (
@@ -348,7 +354,7 @@ def group_create(request: HttpRequest) -> HttpResponse:
             audit.log(request, "group_create", group.name, {"rights": form.cleaned_data["rights"]})
         messages.success(request, _("Permission group %(name)s is created.") % {"name": group})
         return redirect("accounts:groups")
-    return render(request, "accounts/group_form.html", {"form": form})
+    return render(request, "accounts/group_form.html", {"form": form, **_customer_data_table()})
 
 
 @require_right("operators_admin")
@@ -363,7 +369,9 @@ def group_edit(request: HttpRequest, group_id: int) -> HttpResponse:
         return redirect("accounts:groups")
     members = group.user_set.order_by("username")
     return render(
-        request, "accounts/group_form.html", {"form": form, "group": group, "members": members}
+        request,
+        "accounts/group_form.html",
+        {"form": form, "group": group, "members": members, **_customer_data_table()},
     )
 
 
@@ -491,6 +499,7 @@ def _result_template(job: Job) -> str:
 @login_required
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     job = _get_job_for_user(request, job_id)
+    job.result = jobs.result_for(job, request.user)  # shown, never saved
     wants_json = request.GET.get("format") == "json" or request.headers.get(
         "Accept", ""
     ).startswith("application/json")

@@ -10,6 +10,7 @@ from django.utils.translation import gettext as _
 from ninja import Router, Schema, Status
 
 from okuru.accounts import audit, jobs
+from okuru.accounts.access import CUSTOMER_DATA_RIGHT
 from okuru.accounts.models import Job
 from okuru.api.auth import needs
 from okuru.api.errors import ApiError, bad_request, form_errors, not_found
@@ -63,7 +64,8 @@ def start_export(request: HttpRequest, payload: ExportIn):
 
 @router.get(
     "/exports/{job_id}/file",
-    auth=needs("export_data"),
+    # The file holds customer data: having exported it once is not enough to fetch it later.
+    auth=needs(CUSTOMER_DATA_RIGHT, "export_data"),
     url_name="export_download",
     summary="Download an export's file",
     response={200: None},

@@ -8,6 +8,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.translation import gettext as _
 from ninja import Router, Schema
 
+from okuru.accounts import jobs
 from okuru.accounts.models import Job
 from okuru.api.errors import bad_request, not_found
 
@@ -87,4 +88,6 @@ def list_jobs(request: HttpRequest, kind: str | None = None, limit: int = 50):
 @router.get("/jobs/{job_id}", response=JobOut, summary="Get a job")
 def get_job(request: HttpRequest, job_id: int):
     """Poll this until ``status`` is succeeded or failed."""
-    return job_json(get_job_for(request, job_id))
+    job = get_job_for(request, job_id)
+    job.result = jobs.result_for(job, request.user)  # shown, never saved
+    return job_json(job)

@@ -2,7 +2,17 @@
 
 from ninja import NinjaAPI
 
-from okuru.api import customers, dbviews, errors, exports, fields, imports, jobs
+from okuru.api import (
+    customers,
+    dbviews,
+    errors,
+    exports,
+    extractions,
+    fields,
+    imports,
+    jobs,
+    redelivery,
+)
 from okuru.api.auth import TokenAuth
 from okuru.mailings import api as mailings_api
 
@@ -21,4 +31,7 @@ api = NinjaAPI(
 errors.install(api)
 for module in (customers, fields, dbviews, imports, exports, jobs):
     api.add_router("", module.router)
+# Before the mailings router: its POST /deliveries/{id}/{action} would take /resend.
+api.add_router("", redelivery.router)
 api.add_router("", mailings_api.router)
+api.add_router("", extractions.router)

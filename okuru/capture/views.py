@@ -1,3 +1,7 @@
+"""The capture box: mail the local capture SMTP server received. Deliveries that go through it
+carry customers' addresses and merged fields, so reading it needs Customers: read as well as
+Mails (``okuru.accounts.access``)."""
+
 from __future__ import annotations
 
 import re
@@ -7,7 +11,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from okuru.accounts.access import require_right
+from okuru.accounts.access import CUSTOMER_DATA_RIGHT, require_right
 from okuru.capture.models import CapturedMessage, body_parts
 from okuru.lib import signing
 from okuru.tracking import recording
@@ -45,7 +49,7 @@ def _get_message(message_id: int) -> CapturedMessage:
     return message
 
 
-@require_right("mails")
+@require_right("mails", CUSTOMER_DATA_RIGHT)
 def message_list(request: HttpRequest) -> HttpResponse:
     # The raw bytes can be megabytes each: the list never loads them.
     messages = CapturedMessage.objects.defer("raw")
@@ -53,7 +57,7 @@ def message_list(request: HttpRequest) -> HttpResponse:
     return render(request, "capture/list.html", {"page": page, "port": settings.CAPTURE_SMTP_PORT})
 
 
-@require_right("mails")
+@require_right("mails", CUSTOMER_DATA_RIGHT)
 def message_detail(request: HttpRequest, message_id: int) -> HttpResponse:
     message = _get_message(message_id)
     parsed = message.parsed()
@@ -67,7 +71,7 @@ def message_detail(request: HttpRequest, message_id: int) -> HttpResponse:
     return render(request, "capture/detail.html", ctx)
 
 
-@require_right("mails")
+@require_right("mails", CUSTOMER_DATA_RIGHT)
 def message_raw(request: HttpRequest, message_id: int) -> HttpResponse:
     message = _get_message(message_id)
     response = HttpResponse(bytes(message.raw), content_type="message/rfc822")

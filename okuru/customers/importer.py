@@ -56,12 +56,15 @@ from okuru.accounts import audit
 from okuru.accounts.models import Operator
 from okuru.customers import sql
 from okuru.customers.fields import (
+    MAX_TEXT_CHARS,
+    MAX_UNIQUE_TEXT_CHARS,
     STANDARD,
     FieldSpec,
     catalogue,
     empty_value,
     header_index,
     parser_for,
+    shown,
 )
 from okuru.lib import csvio
 
@@ -206,7 +209,7 @@ def make_plan(header: list[str], specs: dict[str, FieldSpec], key: str, mode: st
     columns, cells, names, ignored = [], [], [], []
     key_cell = -1
     for i, raw in enumerate(header[:width]):
-        name = raw.strip().lstrip("\ufeff")
+        name = shown(raw.strip().lstrip("\ufeff"), 200)
         if not name:
             errors.append(
                 RowError(1, _("column %(n)s") % {"n": i + 1}, _("The column has no name."))
@@ -331,12 +334,17 @@ def _converter(spec: FieldSpec) -> Callable[[str], Any]:
     if spec.type != "text":
         return convert
 
+    limit = MAX_UNIQUE_TEXT_CHARS if spec.unique else MAX_TEXT_CHARS
+
     def convert_text(raw: str) -> Any:
-        # The common case without a call: text changes only when it starts with a quote
-        # (``unneutralize``).
+        # The common case without a call: a short printable text is stored as it is. The parser
+        # sees the rest: a text that starts with a quote (``unneutralize``), a long one, and one
+        # with characters other than printable ones (a control character cannot be stored).
         raw = raw.strip()
         if raw:
-            return parse(raw) if raw[0] == "'" else raw
+            if raw[0] == "'" or len(raw) > limit or not raw.isprintable():
+                return parse(raw)
+            return raw
         if required:
             raise ValueError(_("a value is required"))
         return empty
@@ -461,7 +469,9 @@ def no_such_customer() -> str:
 
 
 def duplicate_key(raw: str) -> str:
-    return _("Duplicate key %(key)s: an earlier row of the file has the same key.") % {"key": raw}
+    return _("Duplicate key %(key)s: an earlier row of the file has the same key.") % {
+        "key": shown(raw)
+    }
 
 
 def _prefetch(make: Callable[[], Iterator[Chunk]], depth: int = 2) -> Iterator[Chunk]:
@@ -1084,12 +1094,20 @@ class Importer:
 
 
 def resolve_encoding(path: str | Path, encoding: str) -> str:
+    """The codec to read the file with, checked against the file (``csvio.prepare``)."""
     chosen = ENCODING_CHOICES.get((encoding or "auto").lower())
     if chosen is None:
         raise ImportFailed(
             _("Unknown encoding %(encoding)s: use auto, utf-8 or cp932.") % {"encoding": encoding}
         )
-    return csvio.detect_encoding(path) if chosen == "auto" else chosen
+    try:
+        return csvio.prepare(path, chosen)
+    except csvio.CsvError as e:
+        raise _failed(e) from None
+
+
+def _failed(error: csvio.CsvError) -> ImportFailed:
+    return ImportFailed(str(error), [RowError(error.line or 0, "", str(error))])
 
 
 def run_import(
@@ -1129,7 +1147,7 @@ def run_import(
             if dry_run:
                 transaction.set_rollback(True)
     except csvio.CsvError as e:
-        raise ImportFailed(str(e), [RowError(e.line or 0, "", str(e))]) from None
+        raise _failed(e) from None
     audit.log(
         operator,
         "import_dry_run" if dry_run else "import",

@@ -32,7 +32,7 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
 from okuru.accounts import audit, jobs
-from okuru.accounts.access import check_rights, require_right
+from okuru.accounts.access import CUSTOMER_DATA_RIGHT, check_rights, require_right
 from okuru.accounts.models import Job
 from okuru.customers import design, exporter, filters
 from okuru.customers import jobs as customer_jobs
@@ -743,7 +743,8 @@ def _export_file(job: Job) -> Path:
     return path
 
 
-@require_right("export_data")
+# The file holds customer data: having exported it once is not enough to fetch it later.
+@require_right(CUSTOMER_DATA_RIGHT, "export_data")
 def export_download(request: HttpRequest, job_id: int) -> FileResponse:
     job = _get_export_job_for_user(request, job_id)
     path = _export_file(job)

@@ -35,8 +35,8 @@ from django.utils.translation import gettext as _
 from okuru.accounts import audit
 from okuru.customers.fields import catalogue
 from okuru.customers.filters import FilterError
-from okuru.mailings import rendering, targeting
-from okuru.mailings.models import Delivery, Mail, Recipient, TrackedLink
+from okuru.mailings import extraction, rendering, targeting
+from okuru.mailings.models import Delivery, Mail, PlannedRedelivery, Recipient, TrackedLink
 
 Actor = Any  # HttpRequest | Operator | None, as okuru.accounts.audit.log takes it
 S = Delivery.Status
@@ -81,8 +81,9 @@ def save_mail(mail: Mail, actor: Actor) -> Mail:
     Raises ValidationError for a template problem, a targeting problem, or a targeting change
     while a delivery of this mail is reserved or running."""
     specs = catalogue()
+    validate_fields(mail)
     validate_sender(mail)
-    rendering.validate_templates(mail, specs.keys())
+    rendering.validate_templates(mail, specs)
     with transaction.atomic():
         if mail.pk is not None:
             old = Mail.objects.select_for_update().get(pk=mail.pk)
@@ -94,6 +95,8 @@ def save_mail(mail: Mail, actor: Actor) -> Mail:
                         "cannot be changed. Cancel the reservation or create a new mail."
                     )
                 )
+        if changed_list(mail):
+            extraction.check_recipient_list(mail)
         if has_target(mail):  # a spot draft may be saved before its view is chosen
             validate_targeting(mail, specs)
         mail.updated = timezone.now()
@@ -104,9 +107,85 @@ def save_mail(mail: Mail, actor: Actor) -> Mail:
     return mail
 
 
+def changed_list(mail: Mail) -> bool:
+    """A new target list (an extraction's list that was discarded or purged is refused then;
+    a mail already on it keeps it, so its page still says where its recipients came from)."""
+    if not mail.recipient_list_id:
+        return False
+    if mail.pk is None:
+        return True
+    old = Mail.objects.filter(pk=mail.pk).values_list("recipient_list_id", flat=True).first()
+    return old != mail.recipient_list_id
+
+
 DOMAIN_RE = re.compile(
-    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
+    r"^(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+\Z"
 )
+# NUL and unpaired surrogates: PostgreSQL refuses them in text and JSON, SQLite cannot encode
+# the surrogates; either way the save would fail as a server error instead of naming the field.
+UNSTORABLE_RE = re.compile("[\x00\ud800-\udfff]")
+ONE_LINE_FIELDS = ("name", "from_name", "subject")  # header values (and the mail's name)
+REFERENCES = ("relay", "view", "recipient_list", "topic")
+
+
+def _strings(value: Any) -> Any:
+    """Every string in ``value`` (a JSON tree), keys included."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            yield v
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list | tuple):
+            stack.extend(v)
+
+
+def validate_fields(mail: Mail) -> None:
+    """Every value the mail's columns can hold, checked before the database sees it: lengths,
+    choices, number ranges, characters the database cannot store, line breaks in one-line
+    fields, references to rows that exist. Raises ValidationError keyed by field."""
+    errors: dict[str, list[str]] = {}
+    for f in mail._meta.concrete_fields:
+        value = getattr(mail, f.attname)
+        if value is None and not f.null and not f.primary_key:
+            # clean_fields skips an empty value of a field that may be blank, None included
+            errors[f.name] = [f"{f.verbose_name}: {f.error_messages['null']}"]
+        elif any(UNSTORABLE_RE.search(s) for s in _strings(value)):
+            errors[f.name] = [
+                _(
+                    "The %(field)s contains a character that cannot be stored (NUL or an unpaired surrogate)."
+                )
+                % {"field": f.verbose_name}
+            ]
+        elif f.name in ONE_LINE_FIELDS and isinstance(value, str) and re.search("[\r\n]", value):
+            errors[f.name] = [
+                _("The %(field)s must be one line: it cannot contain a line break.")
+                % {"field": f.verbose_name}
+            ]
+    lineage = ["owner", "resend_of", "resend_of_delivery", "resend_audience", "created", "updated"]
+    try:
+        mail.clean_fields(exclude=[*errors, *lineage, *REFERENCES])
+    except ValidationError as e:
+        for key, messages in e.message_dict.items():
+            label = mail._meta.get_field(key).verbose_name
+            errors[key] = [f"{label}: {m}" for m in messages]
+    for name in REFERENCES:
+        field = mail._meta.get_field(name)
+        pk = getattr(mail, field.attname)
+        if pk is None or name in errors:
+            continue
+        if (
+            not isinstance(pk, int)
+            or not 0 < pk < 2**63
+            or not field.related_model.objects.filter(pk=pk).exists()
+        ):
+            errors[name] = [
+                _("No %(what)s with id %(id)s.") % {"what": field.verbose_name, "id": pk}
+            ]
+    if errors:
+        raise ValidationError(errors)
 
 
 def validate_sender(mail: Mail) -> None:
@@ -118,7 +197,8 @@ def validate_sender(mail: Mail) -> None:
         if not value and field == "reply_to":
             continue
         try:
-            check_address(value or "")
+            if check_address(value or "") != value:  # stored as given: no space or line break
+                raise BadAddress(value)
         except BadAddress:
             raise ValidationError(
                 {field: _("Not a valid e-mail address: %(address)s") % {"address": value}}
@@ -185,8 +265,16 @@ def create_delivery(mail: Mail, actor: Actor) -> Delivery:
     return delivery
 
 
+def check_reservation_time(when: datetime | None) -> None:
+    """A reservation is for a time to come (None: send now). The screens, the API and the CLI
+    check before they create a draft; ``reserve`` checks again."""
+    if when is not None and when <= timezone.now():
+        raise ValidationError(_("Choose a time in the future for a reservation."))
+
+
 def reserve(delivery: Delivery, actor: Actor, when: datetime | None = None) -> Delivery:
     """Fix the targeting and schedule the delivery (``when`` None: send now)."""
+    check_reservation_time(when)
     mail = Mail.objects.select_related("topic").get(pk=delivery.mail_id)
     if mail.kind not in (Mail.Kind.BASIC, Mail.Kind.SPOT):
         raise ValidationError(_("Only basic mails and spot deliveries can be sent this way."))
@@ -206,6 +294,7 @@ def reserve(delivery: Delivery, actor: Actor, when: datetime | None = None) -> D
             targeting=targeting.snapshot(mail),
             relay=relay,
         )
+        PlannedRedelivery.copy_mail_plans(delivery)
         audit.log(
             actor,
             "delivery.reserve",
@@ -342,6 +431,7 @@ def resolve_unknown(
                 status=Recipient.Status.QUEUED,
                 claim="",
                 next_attempt_at=None,
+                maybe_duplicate=True,
                 note=_("Sent again by an operator."),
             )
             if n and d.status == S.COMPLETED:
@@ -412,7 +502,10 @@ def send_test_message(
                 _("Not a valid e-mail address: %(address)s") % {"address": a}
             ) from None
     rendering.validate_templates(mail)
-    rendered = preview_message(mail, customer)
+    try:
+        rendered = preview_message(mail, customer)
+    except rendering.RenderError as e:
+        raise ValidationError(e.message) from None
     builder = MessageBuilder(0, content_snapshot(mail))
     from okuru.lib import signing
     from okuru.mailings.sending import relay_problem

@@ -4,7 +4,9 @@ CSV exports), and the SMTP relays (``sending`` right; the password is write-only
 the project API in ``okuru.api.main``.
 
 Rights are the UI's: ``mails`` to compose, ``sending`` to send and change a delivery's state,
-``reports`` for results, plus ``export_data`` for CSV exports. Writes go through the named
+``reports`` for results, plus ``export_data`` for CSV exports; customer data (a recipient's
+address and SMTP reply, exported fields) also needs ``customers_read``
+(``okuru.accounts.access``). Writes go through the named
 actions in ``okuru.mailings.actions`` (which write the operation log), exports are logged here.
 """
 
@@ -23,7 +25,7 @@ from okuru.api.auth import needs
 from okuru.api.errors import ApiError, bad_request, not_found
 from okuru.customers.filters import FilterError
 from okuru.customers.models import Topic
-from okuru.mailings import actions, relays, rendering, reports, targeting
+from okuru.mailings import actions, extraction, relays, rendering, reports, targeting
 from okuru.mailings.models import Delivery, Mail, Relay
 
 router = Router(tags=["mailings"])
@@ -125,8 +127,14 @@ class ExportParams(Schema):
 # Helpers
 
 
+# A mail's references are ``<name>_id`` in the API (the topic goes by its key).
+API_KEYS = {"relay": "relay_id", "view": "view_id", "recipient_list": "recipient_list_id"}
+
+
 def _validation(e: ValidationError) -> ApiError:
-    errors = e.message_dict if hasattr(e, "error_dict") else None
+    errors = None
+    if hasattr(e, "error_dict"):
+        errors = {API_KEYS.get(k, k): v for k, v in e.message_dict.items()}
     return ApiError(400, " ".join(e.messages), errors)
 
 
@@ -153,6 +161,8 @@ def _limit(limit: int) -> int:
 def _topic(key: str | None) -> Topic | None:
     if not key:
         return None
+    if actions.UNSTORABLE_RE.search(key):  # not a key, and a query with it would fail
+        raise bad_request(_("No newsletter topic with key %(key)s.") % {"key": ascii(key)})
     topic = Topic.objects.filter(key=key).first()
     if topic is None:
         raise bad_request(_("No newsletter topic with key %(key)s.") % {"key": key})
@@ -202,7 +212,8 @@ def new_mail(payload: MailIn, owner: Any) -> Mail:
     values = payload.dict(exclude={"topic"})
     values["filter"] = values["filter"] or {}
     values["customer_set"] = values["customer_set"] or {}
-    return _check_relay(Mail(**values, topic=_topic(payload.topic), owner=owner))
+    mail = Mail(**values, topic=_topic(payload.topic), owner=owner)
+    return _check_relay(extraction.mail_defaults(mail, payload.model_fields_set))
 
 
 def _check_relay(mail: Mail) -> Mail:
@@ -291,6 +302,10 @@ def send_mail(request: HttpRequest, mail_id: int, payload: SendIn):
     mail = _get_mail(mail_id)
     if payload.at is not None and payload.at.tzinfo is None:
         raise bad_request(_("at needs a time zone offset, like 2025-04-01T09:00:00+09:00."))
+    try:
+        actions.check_reservation_time(payload.at)
+    except ValidationError as e:
+        raise bad_request(" ".join(e.messages), {"at": e.messages}) from None
     try:
         actions.validate_targeting(mail)
         rendering.validate_templates(mail)
@@ -387,32 +402,36 @@ def _count(delivery: Delivery, count: str) -> None:
 )
 def count_recipients(request: HttpRequest, delivery_id: int, count: str, params: Query[PageParams]):
     """``count``: all, sent, errors, error:<kind>, unknown, opened, not_opened, clicked,
-    not_clicked, clicked:<link id>. Ledger rows in order; page on with ``after``."""
+    not_clicked, clicked:<link id>. Ledger rows in order; page on with ``after``. ``address``
+    and ``smtp_reply`` are customer data: only a caller with customers read gets them.
+    ``maybe_duplicate``: the row was sent again after being unknown (two copies possible)."""
     delivery = _get_delivery(delivery_id)
     _count(delivery, count)
     limit = _limit(params.limit)
     qs = reports.recipients(delivery, count).order_by("id")
     if params.after is not None:
         qs = qs.filter(id__gt=params.after)
-    rows = list(
-        qs.values(
-            "id",
-            "customer_id",
-            "address",
-            "status",
-            "error_kind",
-            "smtp_reply",
-            "sent_at",
-            "first_open_at",
-            "open_count",
-            "first_click_at",
-            "click_count",
-        )[: limit + 1]
-    )
+    rows = list(qs.values(*reports.recipient_columns(request.user, RECIPIENT_COLUMNS))[: limit + 1])
     return {
         "items": rows[:limit],
         "next_after": rows[limit - 1]["id"] if len(rows) > limit else None,
     }
+
+
+RECIPIENT_COLUMNS = (
+    "id",
+    "customer_id",
+    "address",
+    "status",
+    "error_kind",
+    "smtp_reply",
+    "sent_at",
+    "first_open_at",
+    "open_count",
+    "first_click_at",
+    "click_count",
+    "maybe_duplicate",
+)
 
 
 def _csv(chunks: Any, name: str, encoding: str) -> StreamingHttpResponse:
@@ -430,9 +449,11 @@ def _csv(chunks: Any, name: str, encoding: str) -> StreamingHttpResponse:
 )
 def export_count(request: HttpRequest, delivery_id: int, count: str, params: Query[ExportParams]):
     """Customer ID plus ``fields`` (keys), streamed; importable with mode "update" keyed on
-    Customer ID. ``encoding``: utf-8-sig or cp932."""
+    Customer ID. ``encoding``: utf-8-sig or cp932. ``fields`` other than ``customer_id`` need
+    customers read as well."""
     delivery = _get_delivery(delivery_id)
     _count(delivery, count)
+    reports.check_export_fields(request.user, params.fields)
     try:
         chunks = reports.iter_recipient_export(delivery, count, params.fields, params.encoding)
     except reports.ReportError as e:

@@ -6,5 +6,6 @@ class MailingsConfig(AppConfig):
     label = "mailings"
 
     def ready(self) -> None:
-        # The "delivery_history" filter condition plugs into the customers filter engine.
-        from okuru.mailings import targeting  # noqa: F401
+        # The "delivery_history" filter condition plugs into the customers filter engine;
+        # extraction registers its job runner.
+        from okuru.mailings import extraction, targeting  # noqa: F401

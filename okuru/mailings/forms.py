@@ -20,7 +20,7 @@ from django.utils.translation import gettext_lazy
 from okuru.customers import filters
 from okuru.customers.forms import ENCODINGS_OUT, clean_filter
 from okuru.customers.models import Customer
-from okuru.mailings import targeting
+from okuru.mailings import actions, targeting
 from okuru.mailings.messages import BadAddress, check_address
 from okuru.mailings.models import Delivery, Mail, Relay, TrackedLink
 
@@ -302,6 +302,34 @@ class MailForm(forms.ModelForm):
         return mail
 
 
+# The form fields behind actions.TARGET_FIELDS: fixed while a delivery is reserved or running.
+TARGET_FORM_FIELDS = (
+    "filter",
+    "view",
+    "recipient_list",
+    "customer_set_match",
+    "duplicate_rule",
+    "error_threshold",
+    "address_field",
+    "topic",
+)
+
+
+def lock_targeting(form: MailForm, *formsets: forms.BaseFormSet) -> None:
+    """Show the targeting read-only: disabled fields keep their stored values whatever is
+    posted, so the content can still be edited and saved."""
+    reason = _("Fixed: a delivery of this mail is reserved or running.")
+    for name in TARGET_FORM_FIELDS:
+        form.fields[name].disabled = True
+        if name != "filter":
+            form.fields[name].help_text = reason
+    for formset in formsets:
+        for f in formset.forms:
+            for field in f.fields.values():
+                # An empty extra row has no stored value to keep: it stays empty.
+                field.disabled, field.required = True, False
+
+
 def _replace(mail: Mail, attr: str, tree: dict) -> None:
     if _canonical(tree) != _canonical(getattr(mail, attr)):
         setattr(mail, attr, tree)
@@ -390,8 +418,7 @@ class SendForm(forms.Form):
 
     def clean_when(self) -> Any:
         when = self.cleaned_data.get("when")
-        if when is not None and when <= timezone.now():
-            raise forms.ValidationError(_("Choose a time in the future for a reservation."))
+        actions.check_reservation_time(when)
         return when
 
 

@@ -27,7 +27,7 @@ CRLF = b"\r\n"
 # What an address in a header or SMTP command may contain: no spaces, brackets, quotes, or
 # control characters (a CR/LF in an address would be an injected header or command).
 ADDRESS_RE = re.compile(
-    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$"
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\Z"
 )
 _SPECIALS_RE = re.compile(r'[()<>\[\]:;@\\,."]')
 

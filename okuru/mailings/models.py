@@ -19,7 +19,11 @@
 
     ``address_field`` says which address is used (PC or mobile e-mail; each has its own error
     count). ``resend_of`` / ``resend_of_delivery`` / ``resend_audience`` keep re-delivery
-    lineage. Content is user-authored Jinja in a sandbox (``rendering.py``), validated on save.
+    lineage: a resend (再送信) names the delivery it was cloned from with an empty audience; a
+    re-delivery names its source delivery and the audience (``not_opened``, ``clicked:<link>``
+    …). ``audience`` is a re-delivery's targeting (``audiences.py``): the recipients of a
+    source delivery, narrowed by what they did, AND the mail's own filter. Content is
+    user-authored Jinja in a sandbox (``rendering.py``), validated on save.
 
 ``TrackedLink``
     The links found in a mail's bodies at save time, with an optional click feedback name.
@@ -54,7 +58,8 @@
     lease, so a dead worker's leased rows simply become due again. Rows left "sending" past
     the lease become "unknown" and are never resent without an operator saying so. Unexpected
     errors also park a row as "unknown", with ``note`` saying why — the operator resolves
-    unknown rows (send again or not).
+    unknown rows (send again or not). A row sent again keeps ``maybe_duplicate``: the
+    recipient may hold two copies.
 
     *Why "excluded" and "stopped" are statuses of their own* rather than "failed" with an empty
     error kind: "failed" is a delivery error (配信エラー). It counts in the report's errors, in
@@ -70,8 +75,30 @@
     Opens, clicks, unsubscribes and asynchronous bounces, with time (filled by tracking and
     bounces).
 
+``PlannedRedelivery``
+    "Re-deliver to those who have not opened (or not clicked) N days after the send", planned
+    ahead. A plan of a mail (``mail`` set) is copied to each delivery of the mail when it is
+    reserved; a plan of a delivery (``source`` set) runs ``days`` days after the source started
+    (``redelivery.run_due_planned``, every minute from the scheduler)::
+
+        planned ──▶ done        the re-delivery was created (``result``)
+        planned ──▶ skipped     it could not run; ``note`` says why (source too old, a repeat)
+        planned ──▶ cancelled   an operator cancelled it before it ran
+
 ``FrozenList`` / ``FrozenListMember``
-    A frozen list of customer ids (the extraction issue produces these; spot mails target them).
+    A frozen list of customer ids (an ``Extraction`` writes one; spot mails target it).
+
+``Extraction`` (効果測定結果の利用)
+    Route 4: the customers of past deliveries (a customer set over their outcomes, within a
+    delivery-eligible view) frozen into a ``FrozenList`` by a background job
+    (``extraction.py``). States::
+
+        extracting ──▶ ready ──▶ discarded    (by an operator, while no mail uses the list)
+             │           └─────▶ purged       (its members, past the retention window)
+             └────────▶ failed
+
+    ``count`` is the size of the list when it was written. The mails it fed are the mails whose
+    ``recipient_list`` is its list.
 
 ``ListCleaning``
     Addresses permanently excluded (配信リストクリーニング), lower-cased. The bounces issue
@@ -201,6 +228,54 @@ class FrozenListMember(models.Model):
         ]
 
 
+class Extraction(models.Model):
+    class Status(models.TextChoices):
+        EXTRACTING = "extracting", _("Extracting")
+        READY = "ready", _("Ready")
+        FAILED = "failed", _("Failed")
+        DISCARDED = "discarded", _("Discarded")
+        PURGED = "purged", _("Purged")
+
+    class Match(models.TextChoices):
+        ALL = "all", _("All of the conditions (AND)")
+        ANY = "any", _("Any of the conditions (OR)")
+
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.EXTRACTING
+    )
+    operator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    deliveries = models.ManyToManyField(
+        "Delivery", related_name="extractions", verbose_name=_("source deliveries")
+    )
+    view = models.ForeignKey(
+        "customers.View", models.SET_NULL, null=True, blank=True, verbose_name=_("view")
+    )
+    view_name = models.CharField(max_length=200, blank=True)  # kept if the view is deleted
+    conditions = models.JSONField(_("conditions"), default=list, blank=True)
+    match = models.CharField(max_length=3, choices=Match.choices, default=Match.ALL)
+    link = models.ForeignKey(
+        "TrackedLink", models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    count = models.BigIntegerField(default=0)
+    recipient_list = models.OneToOneField(
+        FrozenList, models.SET_NULL, null=True, blank=True, related_name="extraction"
+    )
+    job = models.ForeignKey(
+        "accounts.Job", models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    error = models.TextField(blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"#{self.pk}"
+
+
 class Mail(models.Model):
     class Kind(models.TextChoices):
         BASIC = "basic", _("Basic mail")
@@ -268,6 +343,7 @@ class Mail(models.Model):
         "Delivery", models.SET_NULL, null=True, blank=True, related_name="redeliveries"
     )
     resend_audience = models.CharField(max_length=32, blank=True)
+    audience = models.JSONField(default=dict, blank=True)
 
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
@@ -379,6 +455,11 @@ class Recipient(models.Model):
     open_count = models.PositiveIntegerField(default=0)
     first_click_at = models.DateTimeField(null=True, blank=True)
     click_count = models.PositiveIntegerField(default=0)
+    # Sent again after being "unknown" (an operator's decision): the recipient may hold two
+    # copies. Kept whatever happens to the row next, for the drill-down, the API and exports.
+    maybe_duplicate = models.BooleanField(
+        _("may have received two copies"), default=False, db_default=False
+    )
 
     class Meta:
         constraints = [
@@ -429,3 +510,58 @@ class ListCleaning(models.Model):
     def save(self, *args, **kwargs) -> None:
         self.address = self.address.strip().lower()
         super().save(*args, **kwargs)
+
+
+class PlannedRedelivery(models.Model):
+    class Status(models.TextChoices):
+        PLANNED = "planned", _("Planned")
+        DONE = "done", _("Done")
+        SKIPPED = "skipped", _("Skipped")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    class Audience(models.TextChoices):
+        NOT_OPENED = "not_opened", _("those who have not opened")
+        NOT_CLICKED = "not_clicked", _("those who have not clicked")
+
+    mail = models.ForeignKey(
+        Mail, models.CASCADE, null=True, blank=True, related_name="planned_redeliveries"
+    )
+    source = models.ForeignKey(
+        Delivery, models.CASCADE, null=True, blank=True, related_name="planned_redeliveries"
+    )
+    audience = models.CharField(_("audience"), max_length=16, choices=Audience.choices)
+    days = models.PositiveIntegerField(_("days after the send"))
+    subject = models.CharField(_("new subject"), max_length=500, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PLANNED)
+    result = models.ForeignKey(
+        Delivery, models.SET_NULL, null=True, blank=True, related_name="planned_from"
+    )
+    note = models.CharField(max_length=500, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created", "id"]
+        indexes = [models.Index(fields=["status", "source"], name="planned_redelivery_due")]
+
+    def __str__(self) -> str:
+        return f"{self.get_audience_display()} +{self.days}d"
+
+    @classmethod
+    def copy_mail_plans(cls, delivery: Delivery) -> int:
+        """Give ``delivery`` the planned re-deliveries of its mail (called when it is reserved)."""
+        plans = cls.objects.filter(mail_id=delivery.mail_id, status=cls.Status.PLANNED)
+        copies = [
+            cls(
+                source=delivery,
+                audience=p.audience,
+                days=p.days,
+                subject=p.subject,
+                created_by_id=p.created_by_id,
+            )
+            for p in plans
+        ]
+        return len(cls.objects.bulk_create(copies))

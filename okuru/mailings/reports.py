@@ -56,10 +56,11 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 
 from okuru.accounts import audit
+from okuru.accounts.access import check_customer_data, sees_customer_data
 from okuru.customers import exporter, filters, sql
 from okuru.customers.filters import FilterError
 from okuru.lib import csvio
-from okuru.mailings import targeting
+from okuru.mailings import extraction, targeting
 from okuru.mailings.models import Delivery, ErrorKind, Event, Exclusion, Recipient, TrackedLink
 from okuru.tracking import recording
 
@@ -165,6 +166,26 @@ def count_condition(delivery: Delivery, count: str) -> Q:
 
 def recipients(delivery: Delivery, count: str) -> QuerySet[Recipient]:
     return Recipient.objects.filter(count_condition(delivery, count), delivery=delivery)
+
+
+# What a ledger row holds of the customer's data: the address it went to, and what repeats it
+# (relays name the address in their replies; a note may quote it). Shown only to operators who
+# may see customer data (``okuru.accounts.access``); the rest of a row is about the delivery.
+RECIPIENT_CUSTOMER_DATA = ("address", "smtp_reply", "note")
+
+
+def recipient_columns(user: Any, columns: tuple[str, ...]) -> tuple[str, ...]:
+    """``columns`` of a ledger row that ``user`` may see."""
+    if sees_customer_data(user):
+        return columns
+    return tuple(c for c in columns if c not in RECIPIENT_CUSTOMER_DATA)
+
+
+def check_export_fields(user: Any, fields: list[str]) -> None:
+    """A count's export is Customer IDs for anyone with the rights to export it; any other
+    field is customer data (403 naming Customers: read)."""
+    if any(f != "customer_id" for f in fields):
+        check_customer_data(user)
 
 
 def count_label(delivery: Delivery, count: str) -> str:
@@ -542,16 +563,23 @@ def _time(value: datetime | None) -> str:
 def iter_event_rows(delivery: Delivery) -> Iterator[list[Any]]:
     """One row per event, recipient by recipient in ledger order, each recipient's events in
     time order: (Customer ID, event, time). Events are ``sent``, ``open``,
-    ``click:<name or URL>`` and ``error:<kind>``. Memory holds one chunk of recipients."""
+    ``click:<name or URL>``, ``error:<kind>`` and ``maybe_duplicate`` (sent again after being
+    unknown: the recipient may hold two copies). Memory holds one chunk of recipients."""
     _current()
     after = 0
     while True:
         rows = list(
             Recipient.objects.filter(delivery=delivery, id__gt=after)
             .order_by("id")
-            .values("id", "customer_id", "status", "sent_at", "error_kind", "claimed_at")[
-                :EXPORT_CHUNK
-            ]
+            .values(
+                "id",
+                "customer_id",
+                "status",
+                "sent_at",
+                "error_kind",
+                "claimed_at",
+                "maybe_duplicate",
+            )[:EXPORT_CHUNK]
         )
         if not rows:
             return
@@ -578,6 +606,8 @@ def _recipient_events(
     items: list[tuple[datetime | None, str]] = []
     if r["status"] == Recipient.Status.SENT:
         items.append((r["sent_at"], "sent"))
+    if r["maybe_duplicate"]:  # sent again after "unknown": the first copy may have arrived
+        items.append((r["sent_at"] or r["claimed_at"], "maybe_duplicate"))
     if r["error_kind"]:
         items.append((bounced_at or r["sent_at"] or r["claimed_at"], f"error:{r['error_kind']}"))
     items.extend(events)
@@ -688,11 +718,13 @@ def purge_delivery(delivery: Delivery, batch: int = 5000) -> int:
 
 
 def purge_expired(now: datetime | None = None, batch: int = 5000) -> dict[str, int]:
-    """Purge every delivery past the retention window (the periodic task calls this)."""
+    """Purge every delivery past the retention window, and the extracted lists past it (the
+    periodic task calls this)."""
     done = {"deliveries": 0, "rows": 0}
     for delivery in purgeable(now).select_related("mail"):
         done["rows"] += purge_delivery(delivery, batch)
         done["deliveries"] += 1
-    if done["deliveries"]:
+    done["lists"] = extraction.purge(now)
+    if done["deliveries"] or done["lists"]:
         audit.log(None, "delivery.purge_detail", "", dict(done))
     return done

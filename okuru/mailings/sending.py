@@ -44,6 +44,10 @@ Failure classes (after GNU Mailman):
 * The relay cannot work with its settings (certificate fails verification, no STARTTLS or
   AUTH, user name or password refused) → the rows go back to the queue untouched and the
   delivery is paused with the reason: retrying cannot help, the operator must fix the relay.
+* The template fails for the row's data or goes over the render budget (``rendering.Budget``:
+  size, loop and time limits per message) → failed ("other") with the reason in the note, no
+  error count: nothing was sent, and the row's render never holds the worker longer than the
+  budget.
 * Connection lost *after* the end of DATA, or any unexpected error → "unknown" with a note: the
   message may have gone out, so only an operator may send it again (``actions.resolve_unknown``).
   Nothing raises out of a batch, so a bad row can never crash-loop the worker.
@@ -83,7 +87,7 @@ from okuru.customers.sql import TABLE as CUSTOMERS
 from okuru.lib import signing, smtp
 from okuru.mailings.messages import BadAddress, MessageBuilder
 from okuru.mailings.models import Delivery, Exclusion, ListCleaning, Recipient, Relay, error_weight
-from okuru.mailings.rendering import CompiledMail, UrlBuilder
+from okuru.mailings.rendering import CompiledMail, RenderError, UrlBuilder
 
 log = logging.getLogger(__name__)
 
@@ -901,6 +905,16 @@ class Worker:
                 time.sleep(wait)
             rendered = p.compiled.render(row.id, customer)
             envelope = p.builder.build(row.id, row.address, rendered, rendered.unsubscribe_url)
+        except RenderError as e:
+            # The template fails for this recipient's data, or costs more than a render may:
+            # nothing was sent, and sending again would fail the same way. Not the address's
+            # fault, so no error count.
+            return Outcome(
+                row.id,
+                "failed",
+                error_kind="other",
+                note=_("Not sent: %(error)s") % {"error": e.message},
+            )
         except (BadAddress, IndexError):
             return Outcome(
                 row.id,

@@ -25,6 +25,10 @@ Behaviour-history conditions plug into the customers filter engine as kind
 
 Only deliveries started within the last 3 months are accepted as a source. Negative events
 mean "was sent and did not …": not opened = sent and never opened.
+
+A re-delivery's mail has an ``audience`` (``audiences.py``): stage 1 is then its filter AND
+"is in the audience of the source delivery"; audience members whose customer was deleted count
+as ``deleted``.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from django.utils.translation import gettext as _
 from okuru.customers import filters, sql
 from okuru.customers.fields import FieldSpec, catalogue
 from okuru.customers.filters import FilterError
+from okuru.mailings import audiences
 
 CUSTOMERS = sql.TABLE
 LEDGER = "mailings_recipient"
@@ -180,6 +185,7 @@ def snapshot(mail: Any) -> dict[str, Any]:
         "error_threshold": mail.error_threshold,
         "address_field": mail.address_field,
         "topic_key": mail.topic.key if mail.topic_id else "",
+        "audience": getattr(mail, "audience", None) or {},
     }
 
 
@@ -261,11 +267,32 @@ def eligible_sql(targeting: dict[str, Any], specs: dict[str, FieldSpec]) -> tupl
     where, wparams = matched_where(targeting, specs)
     reason, rparams = reason_sql(targeting)
     addr, _errors = _address_columns(targeting)
+    if targeting.get("audience"):
+        return _audience_eligible_sql(targeting, where, wparams, reason, rparams, addr)
     return (
         f'SELECT "{CUSTOMERS}"."id" AS id, {addr} AS address, '
         f'"{CUSTOMERS}"."updated_at" AS updated_at, {reason} AS reason '
         f"FROM {CUSTOMERS} WHERE {where}",
         rparams + wparams,
+    )
+
+
+def _audience_eligible_sql(
+    targeting: dict[str, Any], where: str, wparams: list, reason: str, rparams: list, addr: str
+) -> tuple[str, list]:
+    """Stage 1 + 2 of a re-delivery: driven from the source's ledger rows in the audience,
+    each joined to its customer by primary key. Why from the ledger: one pass over the
+    source's rows (a single index range) gives both the customers and the audience members
+    deleted since (no customer row: reason ``deleted``), where a semi-join from the customers
+    side would need a second pass over the ledger to count the deleted."""
+    source_deliveries({"delivery": targeting["audience"].get("delivery")})  # the 3-month rule
+    audience, aparams = audiences.ledger_sql(targeting["audience"], source_cutoff())
+    return (
+        f'SELECT "{CUSTOMERS}"."id" AS id, {addr} AS address, '
+        f'"{CUSTOMERS}"."updated_at" AS updated_at, CASE WHEN "{CUSTOMERS}"."id" IS NULL '
+        f"THEN 'deleted' ELSE {reason} END AS reason FROM ({audience}) a LEFT JOIN {CUSTOMERS} "
+        f'ON "{CUSTOMERS}"."id" = a.customer_id WHERE "{CUSTOMERS}"."id" IS NULL OR ({where})',
+        rparams + aparams + wparams,
     )
 
 
@@ -307,10 +334,16 @@ def counts(targeting: dict[str, Any], specs: dict[str, FieldSpec] | None = None)
     with connection.cursor() as cur:
         cur.execute(f"SELECT reason, COUNT(*) FROM ({eligible}) el GROUP BY reason", params)
         by_reason = dict(cur.fetchall())
-        final, fparams = final_sql(targeting, specs)
-        cur.execute(f"SELECT COUNT(*) FROM ({final}) f", fparams)
-        final_count = cur.fetchone()[0]
+        final_count = None
+        # With "one message per record" the final set is the eligible rows themselves: a
+        # second pass over them would only double the time of the preview.
+        if targeting.get("duplicate_rule") == "newest":
+            final, fparams = final_sql(targeting, specs)
+            cur.execute(f"SELECT COUNT(*) FROM ({final}) f", fparams)
+            final_count = cur.fetchone()[0]
     after_exclusions = by_reason.pop(None, 0)
+    if final_count is None:
+        final_count = after_exclusions
     matched = after_exclusions + sum(by_reason.values()) + excluded["deleted"]
     excluded.update(by_reason)
     excluded["duplicate"] = after_exclusions - final_count

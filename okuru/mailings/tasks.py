@@ -3,7 +3,8 @@
 ``kick_delivery`` sends a delivery for a while inside a Huey worker and re-enqueues itself while
 work remains; it is safe to run twice (claims decide who sends what). Huey is at-most-once, so
 ``reconcile`` runs every minute and kicks whatever has stalled: due reservations, running
-deliveries with due rows and no recent activity, leases of dead workers. A long-running
+deliveries with due rows and no recent activity, leases of dead workers. Planned re-deliveries
+that are due run every minute too (``redelivery.run_due_planned``). A long-running
 ``okuru sendworker`` does the same work without Huey when deliveries are large.
 """
 
@@ -15,7 +16,7 @@ from django.tasks import task
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task
 
-from okuru.mailings import sending
+from okuru.mailings import redelivery, sending
 
 KICK_SECONDS = 300.0
 
@@ -48,3 +49,13 @@ def reconcile_deliveries() -> None:
 @db_periodic_task(crontab(minute="*"))
 def reconcile_every_minute() -> None:
     reconcile_deliveries.enqueue()
+
+
+@task
+def run_planned_redeliveries() -> None:
+    redelivery.run_due_planned()
+
+
+@db_periodic_task(crontab(minute="*"))
+def planned_redeliveries_every_minute() -> None:
+    run_planned_redeliveries.enqueue()

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from okuru.mailings import views
+from okuru.mailings import extraction_views, redelivery_views, views
 
 app_name = "mailings"
 urlpatterns = [
@@ -13,6 +13,20 @@ urlpatterns = [
     path("<int:mail_id>/test/", views.mail_test, name="test"),
     path("<int:mail_id>/links/", views.mail_links, name="links"),
     path("<int:mail_id>/send/", views.mail_send, name="send"),
+    path("extractions/", extraction_views.extraction_list, name="extractions"),
+    path("extractions/new/", extraction_views.extraction_new, name="extraction_new"),
+    path("extractions/purge/", extraction_views.extraction_purge, name="extraction_purge"),
+    path("extractions/<int:extraction_id>/", extraction_views.extraction_detail, name="extraction"),
+    path(
+        "extractions/<int:extraction_id>/discard/",
+        extraction_views.extraction_discard,
+        name="extraction_discard",
+    ),
+    path(
+        "extractions/<int:extraction_id>/continue/",
+        extraction_views.extraction_continue,
+        name="extraction_continue",
+    ),
     path("relays/", views.relay_list, name="relays"),
     path("relays/new/", views.relay_create, name="relay_create"),
     path("relays/<int:relay_id>/", views.relay_edit, name="relay"),
@@ -22,6 +36,16 @@ urlpatterns = [
     path("deliveries/", views.delivery_list, name="deliveries"),
     path("deliveries/<int:delivery_id>/", views.delivery_report, name="report"),
     path("deliveries/<int:delivery_id>/unknown/", views.delivery_unknown, name="unknown"),
+    # Before delivery_action, whose <str:action> would take these.
+    path("deliveries/<int:delivery_id>/resend/", redelivery_views.resend, name="resend"),
+    path("deliveries/<int:delivery_id>/redeliver/", redelivery_views.redeliver, name="redeliver"),
+    path(
+        "deliveries/<int:delivery_id>/redeliver/counts/",
+        redelivery_views.redeliver_counts,
+        name="redeliver_counts",
+    ),
+    path("deliveries/<int:delivery_id>/plans/", redelivery_views.plan_create, name="plan"),
+    path("plans/<int:plan_id>/cancel/", redelivery_views.plan_cancel, name="plan_cancel"),
     path(
         "deliveries/<int:delivery_id>/<str:action>/",
         views.delivery_action,

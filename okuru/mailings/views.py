@@ -3,11 +3,14 @@
 * Mails (right ``mails``): list, create and edit (sender settings, content, tracking, targeting
   with the customers filter builder plus "narrow further" delivery history conditions, or a
   spot delivery's view + customer set), preview as a customer, test send, preview counts.
+  Previews and test sends show a customer's data only to operators who may see it
+  (``okuru.accounts.access``); anyone else gets the sample customer, and is told so.
 * Sending (right ``sending``): send now, reserve (配信予約), cancel, pause, resume, stop, and the
   decision on "unknown" ledger rows; the SMTP relays (list, create, edit, default, test,
   delete — ``okuru.mailings.relays``).
 * Delivery results, 配信実績 (right ``reports``): the list, a delivery's report with its chart,
-  each count's recipients; exports also need ``export_data``.
+  each count's recipients; exports also need ``export_data``. Addresses, relay replies and
+  exported fields are customer data: they also need Customers: read.
 
 Every state change goes through ``okuru.mailings.actions`` (which writes the operation log);
 test sends and exports are logged here.
@@ -31,13 +34,27 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from okuru.accounts import audit
-from okuru.accounts.access import require_right
+from okuru.accounts.access import (
+    check_customer_data,
+    require_right,
+    sees_customer_data,
+)
 from okuru.customers.fields import catalogue
 from okuru.customers.filters import FilterError
 from okuru.customers.models import Customer
 from okuru.customers.views import builder_context, picker_fields
 from okuru.lib import signing, smtp
-from okuru.mailings import actions, forms, relays, rendering, reports, targeting
+from okuru.mailings import (
+    actions,
+    audiences,
+    forms,
+    redelivery,
+    redelivery_views,
+    relays,
+    rendering,
+    reports,
+    targeting,
+)
 from okuru.mailings.messages import MessageBuilder
 from okuru.mailings.models import Delivery, Exclusion, Mail, Relay, TrackedLink
 
@@ -78,8 +95,9 @@ def mail_list(request: HttpRequest) -> HttpResponse:
     return render(request, "mailings/list.html", {"page": page})
 
 
-def _form_page(request: HttpRequest, mail: Mail) -> HttpResponse:
-    """Create and edit: the mail form, the history rows (basic) and the customer set (spot)."""
+def _form_page(request: HttpRequest, mail: Mail, extra: dict | None = None) -> HttpResponse:
+    """Create and edit: the mail form, the history rows (basic) and the customer set (spot).
+    ``extra``: more context (the extraction a new spot delivery continues)."""
     data = request.POST if request.method == "POST" else None
     form = forms.MailForm(data, instance=mail)
     _builder, history_conds = forms.split_filter(mail.filter)
@@ -88,12 +106,20 @@ def _form_page(request: HttpRequest, mail: Mail) -> HttpResponse:
     history = forms.history_formset("h", None if spot else data, history_conds)
     cset_conds = (mail.customer_set or {}).get("conditions", [])
     cset = forms.history_formset("cs", data if spot else None, cset_conds)
+    locked = actions.is_locked(mail)
+    if locked:  # shown read-only with the reason, rather than refused after saving
+        forms.lock_targeting(form, history, cset)
     rows_valid = (cset if spot else history).is_valid()
-    if data is not None and form.is_valid() and rows_valid:
+    # The planned re-delivery is on the page only for operators who may send.
+    can_plan = _can(request, "sending")
+    plan = redelivery_views.PlanForm.for_mail(data if can_plan else None, mail)
+    if data is not None and form.is_valid() and rows_valid and (not can_plan or plan.is_valid()):
         created = mail.pk is None
         built = form.build(forms.conditions_of(history), forms.conditions_of(cset))
         try:
             actions.save_mail(built, request)
+            if can_plan:
+                plan.save_for_mail(built, request)
         except ValidationError as e:
             forms.apply_errors(form, e)
         else:
@@ -108,8 +134,10 @@ def _form_page(request: HttpRequest, mail: Mail) -> HttpResponse:
         "mail": mail,
         "history": history,
         "cset": cset,
-        "locked": actions.is_locked(mail),
+        "locked": locked,
         "kind": form["kind"].value() or mail.kind,
+        **(extra or {}),
+        "plan_form": plan if can_plan else None,
     }
     ctx.update(builder_context(catalogue(), form["filter"].value()))
     status = 400 if data is not None else 200
@@ -141,8 +169,13 @@ def mail_detail(request: HttpRequest, mail_id: int) -> HttpResponse:
         "send_form": forms.SendForm(),
         "test_form": forms.TestSendForm(),
         "preview_form": forms.PreviewForm(),
+        "sample_only": not sees_customer_data(request.user),
         "can_send": _can(request, "sending"),
         "can_report": _can(request, "reports"),
+        "lineage_source": mail.resend_of_delivery,
+        "audience_label": audiences.mail_label(mail) if mail.audience else "",
+        "mail_plan": redelivery.mail_plan(mail),
+        "cutoff": targeting.source_cutoff(),
     }
     return render(request, "mailings/detail.html", ctx)
 
@@ -208,34 +241,89 @@ def _customer_values(customer_id: int | None) -> dict[str, Any]:
     return row
 
 
-def _render(mail: Mail, customer_id: int | None) -> rendering.Rendered:
-    """The mail as ``customer_id`` would get it, without tracking (the links are the mail's
-    own and no pixel is added: a preview must not count as an open)."""
+SAMPLE_EMAIL = "sample@example.com"
+SAMPLE_DATE, SAMPLE_DATETIME = "2000-01-01", "2000-01-01 09:00:00"
+
+
+def sample_values() -> dict[str, Any]:
+    """A made-up customer for operators who may not see customer data: every field has a
+    value of its type, and a text field shows its own label, so the layout can be checked."""
+    row: dict[str, Any] = {"id": 0, "data": {}}
+    for key, spec in catalogue().items():
+        if spec.readonly and spec.column == "id":
+            continue
+        if spec.standard:
+            row[spec.column] = _sample(spec)
+        else:
+            row["data"][key] = _sample(spec)
+    return row
+
+
+def _sample(spec: Any) -> Any:
+    samples = {
+        "email": SAMPLE_EMAIL,
+        "integer": 0,
+        "number": 0,
+        "date": SAMPLE_DATE,
+        "datetime": SAMPLE_DATETIME,
+        "flag": False,
+    }
+    if spec.type in samples:
+        return samples[spec.type]
+    if spec.type == "multiselect":
+        return list(spec.choices[:1])
+    if spec.type == "select" and spec.choices:
+        return spec.choices[0]
+    return f"[{spec.label}]"
+
+
+def _values_for(user: Any, customer_id: int | None) -> dict[str, Any]:
+    """Whose values fill the merge fields: the chosen customer (or the first one) for an
+    operator who may see customer data, the sample customer for anyone else."""
+    if customer_id is not None:
+        check_customer_data(user)
+    if not sees_customer_data(user):
+        return sample_values()
+    return _customer_values(customer_id)
+
+
+def _asks_for_customer(request: HttpRequest, data: Any) -> None:
+    """A request naming a customer needs the right to see customer data, checked before the
+    form looks the customer up (its "no such customer" would tell which IDs exist)."""
+    if (data.get("customer") or "").strip():
+        check_customer_data(request.user)
+
+
+def _render(mail: Mail, values: dict[str, Any]) -> rendering.Rendered:
+    """The mail as the customer ``values`` would get it, without tracking (the links are the
+    mail's own and no pixel is added: a preview must not count as an open)."""
     content = actions.content_snapshot(mail)
     content.update(open_tracking=False, click_tracking=False)
     compiled = rendering.CompiledMail(content, catalogue(), _placeholder_urls)
-    return compiled.render(0, _customer_values(customer_id))
+    return compiled.render(0, values)
 
 
 @require_right("mails")
 def mail_preview(request: HttpRequest, mail_id: int) -> HttpResponse:
     mail = _get_mail(mail_id)
+    _asks_for_customer(request, request.GET)
     form = forms.PreviewForm(request.GET or None)
     customer_id = form.cleaned_data.get("customer") if form.is_valid() else None
-    ctx: dict[str, Any] = {"mail": mail, "form": form}
+    sample_only = not sees_customer_data(request.user)
+    ctx: dict[str, Any] = {"mail": mail, "form": form, "sample_only": sample_only}
     if not form.errors:
         try:
-            ctx["rendered"] = _render(mail, customer_id)
+            ctx["rendered"] = _render(mail, _values_for(request.user, customer_id))
         except Exception as e:  # a template that validated may still fail on odd data
             ctx["render_error"] = _("The mail cannot be rendered: %(error)s") % {"error": e}
     return render(request, "mailings/preview.html", ctx)
 
 
-def _send_test(mail: Mail, addresses: list[str], customer_id: int | None) -> list[str]:
+def _send_test(mail: Mail, addresses: list[str], values: dict[str, Any]) -> list[str]:
     """Send the rendered mail to ``addresses`` through the mail's relay; returns the refusals."""
     from okuru.mailings.sending import default_relay
 
-    rendered = _render(mail, customer_id)
+    rendered = _render(mail, values)
     rendered = rendering.Rendered(
         subject=_("[TEST] %(subject)s") % {"subject": rendered.subject},
         text=rendered.text,
@@ -262,6 +350,7 @@ def _send_test(mail: Mail, addresses: list[str], customer_id: int | None) -> lis
 @require_right("mails")
 def mail_test(request: HttpRequest, mail_id: int) -> HttpResponse:
     mail = _get_mail(mail_id)
+    _asks_for_customer(request, request.POST)
     form = forms.TestSendForm(request.POST)
     if not form.is_valid():
         for errors in form.errors.values():
@@ -271,9 +360,13 @@ def mail_test(request: HttpRequest, mail_id: int) -> HttpResponse:
     addresses = form.cleaned_data["addresses"]
     try:
         rendering.validate_templates(mail)
-        refused = _send_test(mail, addresses, form.cleaned_data.get("customer"))
+        values = _values_for(request.user, form.cleaned_data.get("customer"))
+        refused = _send_test(mail, addresses, values)
     except ValidationError as e:
         messages.error(request, " ".join(e.messages))
+        return redirect("mailings:detail", mail.pk)
+    except rendering.RenderError as e:  # fails, or goes over budget, with this customer's data
+        messages.error(request, e.message)
         return redirect("mailings:detail", mail.pk)
     except smtp.RelayRejected as e:  # before ConnectionLost, of which it is a kind
         from okuru.mailings.sending import relay_problem
@@ -403,7 +496,9 @@ def delivery_list(request: HttpRequest) -> HttpResponse:
         (d, d.started_at is not None and d.started_at >= cutoff, _rates(d))
         for d in page.object_list
     ]
-    return render(request, "mailings/deliveries.html", {"page": page, "rows": rows})
+    can_extract = _can(request, "sending")  # the extraction wizard needs reports and sending
+    ctx = {"page": page, "rows": rows, "can_extract": can_extract}
+    return render(request, "mailings/deliveries.html", ctx)
 
 
 def _rates(d: Delivery) -> dict[str, float | None]:
@@ -426,6 +521,7 @@ def delivery_report(request: HttpRequest, delivery_id: int) -> HttpResponse:
         "can_export": _can(request, "export_data"),
         "excluded": _exclusion_rows(summary),
     }
+    ctx.update(redelivery_views.report_context(request, delivery))
     return render(request, "mailings/report.html", ctx)
 
 
@@ -462,8 +558,10 @@ def delivery_recipients(request: HttpRequest, delivery_id: int, count: str) -> H
         "purged": reports.is_purged(delivery),
         "can_export": _can(request, "export_data"),
         "export_form": forms.ExportForm(),
+        "sees_customers": sees_customer_data(request.user),
     }
-    ctx.update(picker_fields(catalogue(), DEFAULT_EXPORT_FIELDS))
+    if ctx["sees_customers"]:
+        ctx.update(picker_fields(catalogue(), DEFAULT_EXPORT_FIELDS))
     return render(request, "mailings/recipients.html", ctx)
 
 
@@ -479,6 +577,7 @@ def delivery_export(request: HttpRequest, delivery_id: int, count: str) -> HttpR
     delivery = _get_delivery(delivery_id)
     _count_or_404(delivery, count)
     fields = request.GET.getlist("fields")
+    reports.check_export_fields(request.user, fields)
     encoding = request.GET.get("encoding") or "utf-8-sig"
     try:
         chunks = reports.iter_recipient_export(delivery, count, fields, encoding)

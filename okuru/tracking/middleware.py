@@ -24,12 +24,12 @@ CLICK_PREFIX = "/t/c/"
 
 
 def _token(path: str, prefix: str, suffix: str = "") -> str | None:
-    """The token in ``path`` if it is ``prefix<token>suffix`` with a token that the URL
-    pattern's ``<str:…>`` would accept (not empty, no slash)."""
+    """The token in ``path`` if it is ``prefix<token>suffix`` with a token that is not empty
+    (it may be damaged, slashes and all: the views answer any token)."""
     if not (path.startswith(prefix) and path.endswith(suffix)):
         return None
     token = path[len(prefix) : len(path) - len(suffix)]
-    return token if token and "/" not in token else None
+    return token or None
 
 
 def tracking_shortcut(

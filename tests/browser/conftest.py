@@ -12,6 +12,16 @@ from django.db import connections
 from tests.conftest import PASSWORD
 
 CHROMIUM = Path("/usr/bin/chromium")
+# The user guides' screenshots come from the browser tests, taken only when asked for
+# (OKURU_DOC_SCREENSHOTS=1 scripts/test tests/browser): an ordinary test run leaves docs/ alone.
+DOC_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+
+
+def doc_screenshot(page, name: str, full_page: bool = True) -> None:
+    if os.environ.get("OKURU_DOC_SCREENSHOTS") != "1":
+        return
+    DOC_IMAGES.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(DOC_IMAGES / name), full_page=full_page)
 
 
 @pytest.fixture

@@ -71,7 +71,8 @@ def test_an_import_shows_progress_then_its_counts_errors_and_a_notice(
     expect(page.locator(".stat", has_text="inserted").locator("b")).to_have_text("2")
     expect(page.locator(".stat", has_text="rejected").locator("b")).to_have_text("1")
     expect(page.locator("table.list tbody tr")).to_have_text(
-        ["4 email not an e-mail address: not-an-email"], use_inner_text=True
+        ["4 email not an e-mail address (it needs the form name@example.com): not-an-email"],
+        use_inner_text=True,
     )
     expect(page.locator("details.user-menu [data-unread-notices]")).to_have_text("1")
     assert sorted(Customer.objects.values_list("email", flat=True)) == [

@@ -37,7 +37,13 @@ def test_menus_hold_only_what_the_rights_open(transactional_db, member, live_ser
     log_in(page, live_server, member)
     assert menu_links(page) == {
         "Customers": ["Customer list", "Database views", "Import", "Export"],
-        "Mails": ["Mails", "Delivery results", "Captured mail", "Relays"],
+        "Mails": [
+            "Mails",
+            "Delivery results",
+            "Use of measurement results",
+            "Captured mail",
+            "Relays",
+        ],
     }
     assert page.locator("details.user-menu .menu-panel a").all_text_contents() == [
         "My profile",

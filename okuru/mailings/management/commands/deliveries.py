@@ -7,9 +7,18 @@
     okuru deliveries cancel|pause|resume|stop ID
     okuru deliveries unknown ID --resend | --no-resend
     okuru deliveries purge                         # per-recipient detail past retention
+    okuru deliveries resend ID                     # a new draft cloned from the delivery
+    okuru deliveries redeliver ID --audience A [--link ID] [--subject TEXT] [--at TIME]
+                                  [--preview] [--yes]
+    okuru deliveries plan ID --audience not_opened|not_clicked --days N [--subject TEXT]
+    okuru deliveries plans ID                      # a delivery's planned re-deliveries
+    okuru deliveries unplan PLAN_ID                # cancel a planned re-delivery
 
 COUNT is one of all, sent, errors, error:<kind>, unknown, opened, not_opened, clicked,
 not_clicked, clicked:<link id>. Exports write CSV (Customer ID first) to stdout or ``-o``.
+AUDIENCE (re-deliver) is one of all, opened, not_opened, clicked, not_clicked, errored,
+not_errored, not_reached; ``--preview`` prints the counts as JSON and sends nothing; a repeat of
+the same audience of the same delivery needs ``--yes``.
 """
 
 from __future__ import annotations
@@ -19,11 +28,12 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils.dateparse import parse_datetime
 
 from okuru.accounts import audit
-from okuru.mailings import actions, reports
+from okuru.mailings import actions, audiences, redelivery, reports
 from okuru.mailings.management.commands.mails import dumps, operator_with
-from okuru.mailings.models import Delivery
+from okuru.mailings.models import Delivery, PlannedRedelivery
 
 STATE_ACTIONS = {
     "cancel": actions.cancel,
@@ -71,7 +81,26 @@ class Command(BaseCommand):
         choice.add_argument("--resend", dest="resend", action="store_true")
         choice.add_argument("--no-resend", dest="resend", action="store_false")
         sub.add_parser("purge", help="purge per-recipient detail past the retention window")
-        for p in (*changes, unknown, export, events):
+        resend = sub.add_parser("resend", help="a new draft mail cloned from the delivery")
+        resend.add_argument("delivery_id", type=int)
+        again = sub.add_parser("redeliver", help="send to an audience of the delivery's recipients")
+        again.add_argument("delivery_id", type=int)
+        again.add_argument("--audience", required=True, choices=list(audiences.AUDIENCES))
+        again.add_argument("--link", type=int, help="a tracked link (clicked / not_clicked)")
+        again.add_argument("--subject", default="", help="a new subject")
+        again.add_argument("--at", help="reserve for this time (ISO 8601 with offset)")
+        again.add_argument("--preview", action="store_true", help="print the counts only")
+        again.add_argument("--yes", action="store_true", help="confirm a repeat")
+        plan = sub.add_parser("plan", help="plan a re-delivery N days after the send")
+        plan.add_argument("delivery_id", type=int)
+        plan.add_argument("--audience", required=True, choices=PlannedRedelivery.Audience.values)
+        plan.add_argument("--days", type=int, required=True)
+        plan.add_argument("--subject", default="")
+        plans = sub.add_parser("plans", help="a delivery's planned re-deliveries as JSON")
+        plans.add_argument("delivery_id", type=int)
+        unplan = sub.add_parser("unplan", help="cancel a planned re-delivery")
+        unplan.add_argument("plan_id", type=int)
+        for p in (*changes, unknown, export, events, resend, again, plan, unplan):
             p.add_argument("--operator", help="operator name for the operation log")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -159,3 +188,61 @@ class Command(BaseCommand):
     def purge(self, options: dict) -> None:
         done = reports.purge_expired()
         self.stdout.write(f"purged {done['rows']} rows of {done['deliveries']} deliveries")
+
+    def resend(self, options: dict) -> None:
+        operator = operator_with(options.get("operator"), "sending")
+        if operator is not None and not operator.has_right("mails"):
+            raise CommandError(f"{operator.username} does not have the mails right.")
+        mail = redelivery.resend(get_delivery(options["delivery_id"]), operator)
+        self.stdout.write(f"mail {mail.pk} created")
+
+    def redeliver(self, options: dict) -> None:
+        delivery = get_delivery(options["delivery_id"])
+        if options["preview"]:
+            counts = redelivery.redeliver_preview(delivery, options["audience"], options["link"])
+            self.stdout.write(dumps(counts))
+            return
+        operator = operator_with(options.get("operator"), "sending")
+        when = None
+        if options.get("at"):
+            when = parse_datetime(options["at"])
+            if when is None or when.tzinfo is None:
+                raise CommandError("--at needs an ISO 8601 time with an offset.")
+        try:
+            new = redelivery.redeliver(
+                delivery,
+                operator,
+                options["audience"],
+                link=options["link"],
+                subject=options["subject"],
+                when=when,
+                confirm=options["yes"],
+            )
+        except redelivery.RepeatError as e:
+            raise CommandError(" ".join(e.messages) + " (use --yes)") from None
+        self.stdout.write(f"delivery {new.pk} {new.status}")
+
+    def plan(self, options: dict) -> None:
+        operator = operator_with(options.get("operator"), "sending")
+        plan = redelivery.plan_redelivery(
+            operator,
+            options["audience"],
+            options["days"],
+            options["subject"],
+            source=get_delivery(options["delivery_id"]),
+        )
+        self.stdout.write(f"plan {plan.pk} {plan.status}")
+
+    def plans(self, options: dict) -> None:
+        delivery = get_delivery(options["delivery_id"])
+        self.stdout.write(
+            dumps([redelivery.plan_json(p) for p in delivery.planned_redeliveries.all()])
+        )
+
+    def unplan(self, options: dict) -> None:
+        operator = operator_with(options.get("operator"), "sending")
+        plan = PlannedRedelivery.objects.filter(pk=options["plan_id"]).first()
+        if plan is None:
+            raise CommandError(f"No such planned re-delivery: {options['plan_id']}")
+        redelivery.cancel_planned(plan, operator)
+        self.stdout.write(f"plan {plan.pk} {plan.status}")

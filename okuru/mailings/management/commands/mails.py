@@ -118,6 +118,7 @@ class Command(BaseCommand):
             when = parse_datetime(options["at"])
             if when is None or when.tzinfo is None:
                 raise CommandError("--at needs an ISO 8601 time with an offset.")
+        actions.check_reservation_time(when)
         rendering.validate_templates(mail)
         actions.validate_targeting(mail)
         delivery = actions.reserve(actions.create_delivery(mail, operator), operator, when)

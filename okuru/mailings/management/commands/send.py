@@ -43,6 +43,7 @@ class Command(BaseCommand):
                 when = parse_datetime(opts["at"])
                 if when is None or when.tzinfo is None:
                     raise CommandError("--at needs an ISO 8601 time with an offset.")
+            actions.check_reservation_time(when)
             delivery = actions.reserve(actions.create_delivery(mail, operator), operator, when)
         except ValidationError as e:
             raise CommandError("; ".join(e.messages)) from None
