@@ -8,8 +8,8 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone, translation
 
-from okuru.bounces import verp
 from okuru.accounts.models import OperationLog
+from okuru.bounces import verp
 from okuru.customers.models import Customer, Field
 from okuru.lib import smtp
 from okuru.mailings import actions, sending

@@ -40,7 +40,7 @@ from okuru.customers.models import Customer
 from okuru.mailings.models import Delivery, Event, ListCleaning, Recipient, error_weight
 
 Actor = Any  # HttpRequest | Operator | None, as okuru.accounts.audit.log takes it
-O = Bounce.Outcome
+OUT = Bounce.Outcome
 LIST_CLEANING_KINDS = frozenset({kinds.BAD_FORMAT, kinds.UNKNOWN_USER})
 
 
@@ -136,7 +136,7 @@ def _process(bounce: Bounce, msg: Message, report: Report, envelope_to: list[str
         bounce.address = row.address[:254]
     if report.complaint is not None:
         if found is None:
-            bounce.outcome = O.UNMATCHED
+            bounce.outcome = OUT.UNMATCHED
         else:
             _apply_complaint(bounce, found.row, report)
     elif report.failures:
@@ -144,19 +144,19 @@ def _process(bounce: Bounce, msg: Message, report: Report, envelope_to: list[str
         bounce.kind, bounce.status = failure.kind, failure.status
         bounce.address = bounce.address or failure.recipient[:254]
         if found is None:
-            bounce.outcome = O.UNMATCHED
+            bounce.outcome = OUT.UNMATCHED
         else:
             _apply_failure(bounce, found.row, failure)
     elif report.delayed:
         bounce.status = report.delayed[0].status
         bounce.address = bounce.address or report.delayed[0].recipient[:254]
-        bounce.outcome = O.DELAYED
+        bounce.outcome = OUT.DELAYED
     elif report.auto_reply:
-        bounce.outcome = O.AUTO_REPLY
+        bounce.outcome = OUT.AUTO_REPLY
     else:
-        bounce.outcome = O.UNPARSED
+        bounce.outcome = OUT.UNPARSED
     bounce.save()
-    if bounce.outcome in (O.FAILED, O.COMPLAINT):
+    if bounce.outcome in (OUT.FAILED, OUT.COMPLAINT):
         audit.log(
             None,
             "bounce.apply",
@@ -212,9 +212,9 @@ def _apply_failure(bounce: Bounce, row: Recipient, failure: Failure) -> None:
         note=(_("Bounced after sending (%(status)s).") % {"status": failure.status})[:500],
     )
     if not changed:
-        bounce.outcome = O.ALREADY if previous == Recipient.Status.FAILED else O.NOT_SENT
+        bounce.outcome = OUT.ALREADY if previous == Recipient.Status.FAILED else OUT.NOT_SENT
         return
-    bounce.outcome = O.FAILED
+    bounce.outcome = OUT.FAILED
     counter = "sent_count" if previous == Recipient.Status.SENT else "unknown_count"
     Delivery.objects.filter(pk=row.delivery_id).update(
         failed_count=F("failed_count") + 1, **{counter: F(counter) - 1}
@@ -236,7 +236,7 @@ def _apply_failure(bounce: Bounce, row: Recipient, failure: Failure) -> None:
 
 
 def _apply_complaint(bounce: Bounce, row: Recipient, report: Report) -> None:
-    bounce.outcome = O.COMPLAINT
+    bounce.outcome = OUT.COMPLAINT
     Customer.objects.filter(pk=row.customer_id, refused=False).update(
         refused=True, updated_at=timezone.now()
     )
@@ -271,7 +271,7 @@ def discard(actor: Actor, bounce_id: int) -> Bounce:
         bounce = Bounce.objects.select_for_update().get(pk=bounce_id)
         if not bounce.in_queue:
             return bounce
-        bounce.outcome = O.DISCARDED
+        bounce.outcome = OUT.DISCARDED
         bounce.handled_by = getattr(actor, "user", actor) if actor is not None else None
         if bounce.handled_by is not None and not bounce.handled_by.is_authenticated:
             bounce.handled_by = None
