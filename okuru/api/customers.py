@@ -15,6 +15,7 @@ from ninja import Body, Query, Router, Schema, Status
 from okuru.accounts import audit
 from okuru.api.auth import needs
 from okuru.api.errors import bad_request, form_errors, not_found
+from okuru.bounces import suppression
 from okuru.customers import filters
 from okuru.customers.fields import FieldSpec, catalogue, parse_flag, row_value
 from okuru.customers.forms import CustomerForm
@@ -199,6 +200,7 @@ def update_customer(request: HttpRequest, customer_id: int, payload: Body[dict[s
 def delete_customer(request: HttpRequest, customer_id: int):
     customer = _get_customer(customer_id)
     with transaction.atomic():
+        suppression.remember_customer(customer)
         customer.delete()
         audit.log(request, "customer_delete", str(customer_id))
     return Status(204, None)

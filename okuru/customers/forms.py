@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from okuru.bounces import suppression
 from okuru.customers import exporter, filters
 from okuru.customers.fields import (
     MULTI_SEPARATOR,
@@ -155,6 +156,9 @@ class CustomerForm(forms.Form):
             raise forms.ValidationError(
                 _("Another customer already has a value that must be unique.")
             ) from None
+        # An address that complained or refused before (even as a deleted customer) refuses
+        # again, whoever edits the record.
+        customer.refused = customer.refused or bool(suppression.enforce([customer.pk]))
         return customer
 
 

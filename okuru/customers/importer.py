@@ -54,6 +54,7 @@ from django.utils.translation import gettext as _
 
 from okuru.accounts import audit
 from okuru.accounts.models import Operator
+from okuru.bounces import suppression
 from okuru.customers import sql
 from okuru.customers.fields import (
     MAX_TEXT_CHARS,
@@ -1141,9 +1142,12 @@ def run_import(
         dry_run=dry_run,
     )
     specs = catalogue()
+    started = timezone.now()
     try:
         with transaction.atomic():
             _import_rows(path, codec, specs, result, progress)
+            # Suppressed addresses (complaints, deleted refusers) refuse again after any import.
+            suppression.enforce(since=started)
             if dry_run:
                 transaction.set_rollback(True)
     except csvio.CsvError as e:

@@ -34,6 +34,7 @@ from django.views.decorators.http import require_GET, require_POST
 from okuru.accounts import audit, jobs
 from okuru.accounts.access import CUSTOMER_DATA_RIGHT, check_rights, require_right
 from okuru.accounts.models import Job
+from okuru.bounces import suppression
 from okuru.customers import design, exporter, filters
 from okuru.customers import jobs as customer_jobs
 from okuru.customers.fields import STANDARD, FieldSpec, catalogue, format_value, row_value
@@ -318,6 +319,7 @@ def customer_delete(request: HttpRequest, customer_id: int) -> HttpResponse:
     customer = get_object_or_404(Customer, pk=customer_id)
     if request.method == "POST":
         with transaction.atomic():
+            suppression.remember_customer(customer)
             customer.delete()
             audit.log(request, "customer_delete", str(customer_id))
         messages.success(request, _("Customer %(id)s deleted.") % {"id": customer_id})
