@@ -23,7 +23,9 @@ from okuru.api.main import api
 from okuru.customers import design
 from okuru.customers import urls as customer_urls
 from okuru.customers.models import Customer, ExportSetting, Topic, View
-from okuru.mailings.models import Delivery
+from okuru.bounces import actions as bounce_actions
+from okuru.bounces.models import Mailbox
+from okuru.mailings.models import Delivery, ListCleaning
 from tests.conftest import client_for, make_operator
 
 READ, WRITE = "customers_read", "customers_write"
@@ -371,6 +373,9 @@ MUST_SHOW = {
     "/capture/",
     "/capture/{message}/",
     "/capture/{message}/raw/",
+    "/bounces/{bounce}/",
+    "/bounces/list-cleaning/",
+    "/bounces/list-cleaning/export/",
     "/export/jobs/{export_job}/download/",
     "/api/customers",
     "/api/customers/{customer}",
@@ -439,6 +444,15 @@ def _plant(persona: Operator | None, media: Path) -> dict[str, int]:
         [SENTINEL_EMAILS[0]],
         f"Subject: Hello {SENTINEL_NAME}\r\nTo: {SENTINEL_EMAILS[0]}\r\n\r\nHi\r\n".encode(),
     )
+    bounce, _new = bounce_actions.receive(
+        f"Subject: Undelivered\r\nMessage-ID: <sentinel@mx.example>\r\n\r\n"
+        f"{SENTINEL_EMAILS[0]}: {SENTINEL_NAME}\r\n".encode(),
+        "file",
+    )
+    ListCleaning.objects.create(address=SENTINEL_EMAILS[1], reason="unknown_user")
+    mailbox = Mailbox.objects.create(
+        name="bounces", protocol="imap", host="127.0.0.1", port=993, username="b", password="p"
+    )
     out = Path(media) / "exports" / "sentinel.csv"
     out.parent.mkdir(parents=True)
     out.write_text(f"\ufeffCustomer ID,Name\r\n{first.pk},{SENTINEL_NAME}\r\n")
@@ -471,6 +485,8 @@ def _plant(persona: Operator | None, media: Path) -> dict[str, int]:
         "other": other.pk,
         "group": Group.objects.get(name="importer-group").pk,
         "relay": relay.pk,
+        "bounce": bounce.pk,
+        "mailbox": mailbox.pk,
         "view": View.objects.create(name="All", fields=["customer_id", "email"]).pk,
         "topic": Topic.objects.create(key="news", name="News").pk,
         "setting": ExportSetting.objects.create(name="Mine", fields=["customer_id"]).pk,
@@ -499,6 +515,11 @@ def _candidates(param: str, world: dict[str, int]) -> list[str]:
         "operator_id": [world["other"]],
         "group_id": [world["group"]],
         "relay_id": [world["relay"]],
+        "bounce_id": [world["bounce"]],
+        "mailbox_id": [world["mailbox"]],
+        # None planted: the check is that no screen leaks, and a 404 does not.
+        "extraction_id": [1],
+        "plan_id": [1],
         "view_id": [world["view"]],
         "topic_id": [world["topic"]],
         "setting_id": [world["setting"]],
