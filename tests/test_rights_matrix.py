@@ -20,11 +20,11 @@ from django.urls import URLPattern
 from okuru.accounts import urls as accounts_urls
 from okuru.accounts.models import ApiToken, Job, Notification, Operator
 from okuru.api.main import api
+from okuru.bounces import actions as bounce_actions
+from okuru.bounces.models import Mailbox
 from okuru.customers import design
 from okuru.customers import urls as customer_urls
 from okuru.customers.models import Customer, ExportSetting, Topic, View
-from okuru.bounces import actions as bounce_actions
-from okuru.bounces.models import Mailbox
 from okuru.mailings.models import Delivery, ListCleaning
 from tests.conftest import client_for, make_operator
 
