@@ -43,6 +43,9 @@ def test_menus_hold_only_what_the_rights_open(transactional_db, member, live_ser
             "Use of measurement results",
             "Captured mail",
             "Relays",
+            "Bounces",
+            "List cleaning",
+            "Bounce mailboxes",
         ],
     }
     assert page.locator("details.user-menu .menu-panel a").all_text_contents() == [
