@@ -19,7 +19,6 @@ import socket
 import ssl
 from dataclasses import dataclass
 
-from django.db import close_old_connections
 from django.utils.translation import gettext as _
 
 from okuru.bounces import actions
@@ -201,7 +200,6 @@ def _poll_pop3(mailbox: Mailbox, keep: bool) -> PollResult:
 
 
 def _store(mailbox: Mailbox, raw: bytes) -> bool:
-    close_old_connections()
     _bounce, new = actions.receive(raw, mailbox.protocol, source=mailbox.name)
     return new
 
