@@ -228,6 +228,11 @@ OKURU_SUPPORT_FROM = os.getenv("OKURU_SUPPORT_FROM", DEFAULT_FROM_EMAIL)
 # Job-completion e-mails to operators: on by default in the embedded set-up.
 NOTIFY_BY_EMAIL = envbool("NOTIFY_BY_EMAIL", "True")
 CAPTURE_SMTP_PORT = envint("CAPTURE_SMTP_PORT", "2525")
+# The bounce SMTP receiver (okuru bounce-smtp; okuru run starts it unless the port is 0). On a
+# server that receives bounces from the internet: BOUNCE_SMTP_HOST=0.0.0.0, port 25 (or a
+# redirect to it), and the return-path domain's MX pointing here.
+BOUNCE_SMTP_HOST = os.getenv("BOUNCE_SMTP_HOST", "127.0.0.1")
+BOUNCE_SMTP_PORT = envint("BOUNCE_SMTP_PORT", "2526")
 # Per-recipient delivery detail (ledger rows, events) is purged after this many days (3 months
 # + 1 month); the summary counts stay on each delivery.
 MAILINGS_RETENTION_DAYS = envint("MAILINGS_RETENTION_DAYS", "122")

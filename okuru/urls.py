@@ -8,6 +8,7 @@ urlpatterns = [
     path("i18n/setlang/", set_language, name="set_language"),
     path("accounts/", include("okuru.accounts.urls")),
     path("api/", api.urls),
+    path("bounces/", include("okuru.bounces.urls")),
     path("capture/", include("okuru.capture.urls")),
     path("mails/", include("okuru.mailings.urls")),
     path("t/", include("okuru.tracking.urls")),

@@ -20,10 +20,12 @@ from django.urls import URLPattern
 from okuru.accounts import urls as accounts_urls
 from okuru.accounts.models import ApiToken, Job, Notification, Operator
 from okuru.api.main import api
+from okuru.bounces import actions as bounce_actions
+from okuru.bounces.models import Mailbox
 from okuru.customers import design
 from okuru.customers import urls as customer_urls
 from okuru.customers.models import Customer, ExportSetting, Topic, View
-from okuru.mailings.models import Delivery
+from okuru.mailings.models import Delivery, ListCleaning
 from tests.conftest import client_for, make_operator
 
 READ, WRITE = "customers_read", "customers_write"
@@ -371,6 +373,9 @@ MUST_SHOW = {
     "/capture/",
     "/capture/{message}/",
     "/capture/{message}/raw/",
+    "/bounces/{bounce}/",
+    "/bounces/list-cleaning/",
+    "/bounces/list-cleaning/export/",
     "/export/jobs/{export_job}/download/",
     "/api/customers",
     "/api/customers/{customer}",
@@ -439,6 +444,15 @@ def _plant(persona: Operator | None, media: Path) -> dict[str, int]:
         [SENTINEL_EMAILS[0]],
         f"Subject: Hello {SENTINEL_NAME}\r\nTo: {SENTINEL_EMAILS[0]}\r\n\r\nHi\r\n".encode(),
     )
+    bounce, _new = bounce_actions.receive(
+        f"Subject: Undelivered\r\nMessage-ID: <sentinel@mx.example>\r\n\r\n"
+        f"{SENTINEL_EMAILS[0]}: {SENTINEL_NAME}\r\n".encode(),
+        "file",
+    )
+    ListCleaning.objects.create(address=SENTINEL_EMAILS[1], reason="unknown_user")
+    mailbox = Mailbox.objects.create(
+        name="bounces", protocol="imap", host="127.0.0.1", port=993, username="b", password="p"
+    )
     out = Path(media) / "exports" / "sentinel.csv"
     out.parent.mkdir(parents=True)
     out.write_text(f"\ufeffCustomer ID,Name\r\n{first.pk},{SENTINEL_NAME}\r\n")
@@ -485,6 +499,8 @@ def _plant(persona: Operator | None, media: Path) -> dict[str, int]:
         "dkim_key": DkimKey.objects.create(
             domain="shop.example", selector="s1", algorithm="ed25519", public_key="AAAA"
         ).pk,
+        "bounce": bounce.pk,
+        "mailbox": mailbox.pk,
         "topic": Topic.objects.create(key="news", name="News").pk,
         "setting": ExportSetting.objects.create(name="Mine", fields=["customer_id"]).pk,
     }
@@ -513,6 +529,8 @@ def _candidates(param: str, world: dict[str, int]) -> list[str]:
         "group_id": [world["group"]],
         "relay_id": [world["relay"]],
         "dkim_key_id": [world["dkim_key"]],
+        "bounce_id": [world["bounce"]],
+        "mailbox_id": [world["mailbox"]],
         "view_id": [world["view"]],
         "topic_id": [world["topic"]],
         "setting_id": [world["setting"]],

@@ -90,6 +90,16 @@ ACTIONS: dict[str, Any] = {
     "dkim.create": _("DKIM key added"),
     "dkim.activate": _("DKIM key put in use"),
     "dkim.delete": _("DKIM key deleted"),
+    "bounce.apply": _("Bounce applied"),
+    "bounce.reparse": _("Bounce parsed again"),
+    "bounce.discard": _("Bounce discarded"),
+    "bounce.import": _("Bounces imported"),
+    "list_cleaning.remove": _("List cleaning entries removed"),
+    "list_cleaning.export": _("List cleaning exported"),
+    "mailbox.create": _("Bounce mailbox added"),
+    "mailbox.update": _("Bounce mailbox changed"),
+    "mailbox.delete": _("Bounce mailbox deleted"),
+    "mailbox.test": _("Bounce mailbox tested"),
 }
 
 # Labels for the keys of an entry's detail, in the log browser.
@@ -140,6 +150,18 @@ DETAIL_KEYS: dict[str, Any] = {
     "clear_others": _("cleared on everyone else"),
     "job": _("job"),
     "cleared": _("cleared"),
+    "kind": _("error kind"),
+    "password_changed": _("password changed"),
+    "protocol": _("protocol"),
+    "host": _("host"),
+    "port": _("port"),
+    "security": _("security"),
+    "verify_tls": _("verify the TLS certificate"),
+    "username": _("user name"),
+    "folder": _("folder"),
+    "enabled": _("enabled"),
+    "channel": _("channel"),
+    "received": _("received"),
 }
 
 

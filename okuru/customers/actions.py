@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from okuru.accounts import audit
+from okuru.bounces import suppression
 from okuru.customers.fields import FieldSpec
 from okuru.customers.models import Customer, ExportSetting, Topic, View
 
@@ -50,6 +51,9 @@ def save_customer(
     try:
         with transaction.atomic(durable=True):
             customer.save()
+            # An address that complained or refused before (even as a deleted customer)
+            # refuses again, whoever edits the record.
+            customer.refused = customer.refused or bool(suppression.enforce([customer.pk]))
             audit.log(
                 actor,
                 "customer_create" if created else "customer_update",
@@ -69,6 +73,8 @@ def save_customer(
 def delete_customer(customer: Customer, actor: Actor) -> None:
     pk = customer.pk
     with transaction.atomic(durable=True):
+        # A customer who refuses all mail keeps refusing if the address comes back.
+        suppression.remember_customer(customer)
         customer.delete()
         audit.log(actor, "customer_delete", str(pk))
 

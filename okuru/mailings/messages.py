@@ -7,8 +7,8 @@ encoded words for non-ASCII (Japanese subjects), UTF-8 bodies in base64, multipa
 when there is text and HTML. Tests parse the result back with ``email.parser`` to hold it to the
 standards.
 
-Envelope: with a return-path domain the envelope sender is a VERP address,
-``bounce+<delivery>-<recipient>@<domain>``, so an asynchronous bounce names its ledger row.
+Envelope: with a return-path domain the envelope sender is a signed VERP address
+(``okuru.bounces.verp``), so an asynchronous bounce names its ledger row verifiably.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 
 from django.utils.encoding import iri_to_uri
 
+from okuru.bounces import verp
 from okuru.lib import dkim
 from okuru.mailings.rendering import Rendered, header_safe
 
@@ -194,7 +195,7 @@ class MessageBuilder:
     def envelope_sender(self, recipient_id: int) -> str:
         if not self.return_path_domain:
             return self.from_address
-        return f"bounce+{self.delivery_id}-{recipient_id}@{self.return_path_domain}"
+        return verp.address(self.delivery_id, recipient_id, self.return_path_domain)
 
     def message_id(self, recipient_id: int) -> str:
         return f"<{self.delivery_id}.{recipient_id}.{secrets.token_hex(6)}@{self.domain}>"

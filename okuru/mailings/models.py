@@ -72,8 +72,8 @@
     before or after the freeze.
 
 ``Event``
-    Opens, clicks, unsubscribes and asynchronous bounces, with time (filled by tracking and
-    bounces).
+    Opens, clicks, unsubscribes, asynchronous bounces and complaints, with time (filled by
+    tracking and bounces).
 
 ``PlannedRedelivery``
     "Re-deliver to those who have not opened (or not clicked) N days after the send", planned
@@ -101,8 +101,9 @@
     ``recipient_list`` is its list.
 
 ``ListCleaning``
-    Addresses permanently excluded (配信リストクリーニング), lower-cased. The bounces issue
-    fills it; sending only reads it.
+    Addresses permanently excluded (配信リストクリーニング), lower-cased: every address that had
+    a bad-format or unknown-user error, at send time or by a later bounce. Filled and managed by
+    ``okuru.bounces.actions``; sending reads it.
 """
 
 from __future__ import annotations
@@ -525,6 +526,7 @@ class Event(models.Model):
         CLICK = "click", _("Click")
         UNSUBSCRIBE = "unsubscribe", _("Unsubscribe")
         BOUNCE = "bounce", _("Bounce")
+        COMPLAINT = "complaint", _("Complaint")
 
     delivery = models.ForeignKey(Delivery, models.CASCADE, related_name="events")
     recipient = models.ForeignKey(

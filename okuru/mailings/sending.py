@@ -80,6 +80,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from okuru.bounces import actions as bounce_actions
 from okuru.customers.fields import catalogue
 from okuru.customers.models import Customer
 from okuru.customers.sql import TABLE as CUSTOMERS
@@ -569,6 +570,23 @@ def exclusion_note(reason: str) -> str:
     return notes[reason]
 
 
+def list_cleaning_failure(row: Claimed) -> Outcome:
+    """An address in list cleaning is not an exclusion like the others but a delivery error of
+    its own kind (配信リストクリーニング機能による除外): it counts in the report's errors and adds
+    +99 to the address's error count, so the record says why it was not mailed. No attempt."""
+    return Outcome(
+        row.id,
+        "failed",
+        tried=False,
+        smtp_reply=None,
+        error_kind="list_cleaning",
+        note=exclusion_note(Exclusion.LIST_CLEANING),
+        error_weight=error_weight("list_cleaning"),
+        customer_id=row.customer_id,
+        address=row.address,
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # The worker
 
@@ -701,6 +719,8 @@ class Worker:
         self._maybe_refresh_counts(delivery_id)
 
     def _flush(self, p: Prepared, token: str, outcomes: list[Outcome], mark: list[int]) -> Flushed:
+        for o in outcomes:
+            bounce_actions.note_hard_failure(o.address, o.error_kind or "")
         now = time.monotonic()
         touch = now - p.last_touch >= TOUCH_INTERVAL
         if touch:
@@ -738,7 +758,9 @@ class Worker:
         for row in rows:
             customer = customers.get(row.customer_id)
             reason = exclusion(p, row, customer, cleaned)
-            if reason:
+            if reason == Exclusion.LIST_CLEANING:
+                excluded.append(list_cleaning_failure(row))
+            elif reason:
                 note = exclusion_note(reason)
                 excluded.append(
                     Outcome(row.id, "excluded", False, smtp_reply=None, exclusion=reason, note=note)

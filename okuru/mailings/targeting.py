@@ -256,9 +256,13 @@ def reason_sql(targeting: dict[str, Any], list_cleaning: bool = True) -> tuple[s
         cases.append(f"WHEN {contains} THEN 'unsubscribed'")
         params.append(targeting["topic_key"])
     if list_cleaning:
+        # An address in list cleaning is NOT excluded here: it enters the ledger and the
+        # send-time screen records it as a list-cleaning delivery error (+99), which is how the
+        # delivery's report shows it. Before the error-count case, so a reset count cannot hide
+        # it either.
         cases.append(
             f"WHEN EXISTS (SELECT 1 FROM mailings_listcleaning l WHERE l.address = LOWER({addr})) "
-            "THEN 'list_cleaning'"
+            "THEN NULL"
         )
     cases.append(f"WHEN {errors} >= %s THEN 'error_count'")
     params.append(int(targeting.get("error_threshold") or 5))

@@ -166,7 +166,7 @@ def wait_for(url: str, deadline: float) -> int:
 
 @pytest.mark.slow
 def test_okuru_run_serves_the_login_page_captures_mail_and_stops_on_sigterm(tmp_path: Path):
-    web_port, smtp_port = free_port(), free_port()
+    web_port, smtp_port, bounce_port = free_port(), free_port(), free_port()
     env = {
         k: v
         for k, v in os.environ.items()
@@ -174,7 +174,11 @@ def test_okuru_run_serves_the_login_page_captures_mail_and_stops_on_sigterm(tmp_
         # inline task mode, which the children would otherwise inherit.
         if k not in ("DATABASE_URL", "REDIS_URL", "PYTEST_VERSION", "SITE_ROOT")
     }
-    env.update(OKURU_DATA_DIR=str(tmp_path), CAPTURE_SMTP_PORT=str(smtp_port))
+    env.update(
+        OKURU_DATA_DIR=str(tmp_path),
+        CAPTURE_SMTP_PORT=str(smtp_port),
+        BOUNCE_SMTP_PORT=str(bounce_port),
+    )
     okuru = [sys.executable, "-m", "okuru.cli"]
     log = open(tmp_path / "run.log", "w+")
     proc = subprocess.Popen(
@@ -198,9 +202,21 @@ def test_okuru_run_serves_the_login_page_captures_mail_and_stops_on_sigterm(tmp_
             except OSError:
                 assert time.monotonic() < deadline
                 time.sleep(0.3)
+        msg.replace_header("Subject", "Bounced?")
+        while True:
+            try:
+                with SMTP("127.0.0.1", bounce_port, timeout=10) as smtp:
+                    smtp.send_message(msg, to_addrs=["bounce+1-1-aaaaaaaaaaaaaaaa@bounce.example"])
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.3)
         db = sqlite3.connect(tmp_path / "okuru.sqlite3")
         assert db.execute("select subject from capture_capturedmessage").fetchall() == [
             ("Captured?",)
+        ]
+        assert db.execute("select subject, outcome from bounces_bounce").fetchall() == [
+            ("Bounced?", "unparsed")
         ]
         db.close()
 
@@ -224,3 +240,4 @@ def test_okuru_run_serves_the_login_page_captures_mail_and_stops_on_sigterm(tmp_
     # Every child is gone: the ports are free again.
     run.check_port_free("127.0.0.1", web_port, "web UI")
     run.check_port_free("127.0.0.1", smtp_port, "capture SMTP server")
+    run.check_port_free("127.0.0.1", bounce_port, "bounce SMTP receiver")

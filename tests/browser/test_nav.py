@@ -44,6 +44,9 @@ def test_menus_hold_only_what_the_rights_open(transactional_db, member, live_ser
             "Captured mail",
             "Relays",
             "DKIM keys",
+            "Bounces",
+            "List cleaning",
+            "Bounce mailboxes",
         ],
     }
     assert page.locator("details.user-menu .menu-panel a").all_text_contents() == [

@@ -8,6 +8,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import translation
 
+from okuru.bounces import verp
 from okuru.customers.fields import catalogue
 from okuru.customers.models import Customer, Field
 from okuru.lib import signing
@@ -181,7 +182,8 @@ def test_every_message_has_the_required_headers():
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert msg.get_content_type() == "multipart/alternative"
     assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
-    assert env.sender == "bounce+99-1234@bounce.shop.example"
+    assert env.sender == verp.address(99, 1234, "bounce.shop.example")
+    assert env.sender.startswith("bounce+2r-ya-")
 
 
 def test_links_are_tracked_and_rewritten():

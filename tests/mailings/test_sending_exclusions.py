@@ -81,7 +81,6 @@ def test_customers_who_became_ineligible_after_the_freeze_are_excluded_with_the_
         ),
         "deleted": ("deleted", "Not sent: the customer was deleted after the delivery started."),
         "no_address": ("no_address", "Not sent: the customer no longer has an address."),
-        "cleaned": ("list_cleaning", "Not sent: the address is excluded by list cleaning."),
         "errors": (
             "error_count",
             "Not sent: the address's error count reached the mail's threshold.",
@@ -91,14 +90,21 @@ def test_customers_who_became_ineligible_after_the_freeze_are_excluded_with_the_
         row = row_of(delivery, f"{name}@example.com")
         assert (row.status, row.exclusion, row.note) == ("excluded", reason, note), name
         assert (row.attempts, row.error_kind, row.message_id, row.sent_at) == (0, "", "", None)
-    assert delivery.sent_count == 3 and delivery.failed_count == 0
+    # List cleaning is a delivery error of its own kind, with +99 on the address used.
+    row = row_of(delivery, "cleaned@example.com")
+    assert (row.status, row.error_kind, row.exclusion, row.attempts) == (
+        "failed", "list_cleaning", "", 0,
+    )  # fmt: skip
+    assert row.note == "Not sent: the address is excluded by list cleaning."
+    assert Customer.objects.get(pk=people["cleaned"].pk).email_error_count == 99
+    assert delivery.sent_count == 3 and delivery.failed_count == 1
     assert delivery.excluded_at_send == {
-        "refused": 1, "unsubscribed": 1, "deleted": 1, "no_address": 1, "list_cleaning": 1,
-        "error_count": 1,
+        "refused": 1, "unsubscribed": 1, "deleted": 1, "no_address": 1, "error_count": 1,
     }  # fmt: skip
     assert adds_up(delivery)
-    # An exclusion is not a delivery error: the "errored" audience does not hold them.
-    assert not Recipient.objects.filter(delivery=delivery, status="failed").exists()
+    # An exclusion is not a delivery error: the "errored" audience holds only the cleaned row.
+    failed = Recipient.objects.filter(delivery=delivery, status="failed")
+    assert [r.address for r in failed] == ["cleaned@example.com"]
 
 
 def test_the_mails_threshold_and_address_field_apply(sink):
@@ -207,8 +213,17 @@ def test_a_hard_failure_keeps_the_address_out_of_the_next_delivery(sink):
     Customer.objects.create(email="here@example.com")
     sink.handler.rules["gone@example.com"] = ["550 5.1.1 User unknown"]
     drain(worker(), start(make_mail()))
+    assert ListCleaning.objects.filter(address="gone@example.com", reason="unknown_user").exists()
     second = start(make_mail(name="second"))
-    assert second.recipient_count == 1 and second.excluded["error_count"] == 1
+    # List cleaning comes before the error count: the address is frozen into the ledger and
+    # recorded as a list-cleaning error (+99), never sent.
+    assert second.recipient_count == 2 and second.excluded["error_count"] == 0
+    sink.handler.rules.clear()
+    drain(worker(), second)
+    row = row_of(second, "gone@example.com")
+    assert (row.status, row.error_kind, row.attempts) == ("failed", "list_cleaning", 0)
+    assert Customer.objects.get(email="gone@example.com").email_error_count == 198
+    assert dict(sink.received) == {"here@example.com": 2}  # gone@ was not tried again
 
 
 def test_error_counts_are_one_update_per_flush(sink, monkeypatch):

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone, translation
 
 from okuru.accounts.models import OperationLog
+from okuru.bounces import verp
 from okuru.customers.models import Customer, Field
 from okuru.lib import smtp
 from okuru.mailings import actions, ledger, sending
@@ -68,7 +69,8 @@ def test_it_sends_every_recipient_exactly_once(sink):
     assert row.status == "sent" and row.attempts == 1 and row.sent_at is not None
     assert row.smtp_reply == "250 2.0.0 OK queued"
     sent = [m for m in sink.handler.messages if m[1] == row.address][0]
-    assert sent[0] == f"bounce+{delivery.pk}-{row.pk}@bounce.shop.example"
+    assert sent[0] == verp.address(delivery.pk, row.pk, "bounce.shop.example")
+    assert verp.read(sent[0]) == verp.Verp(delivery.pk, row.pk, signed=True)
     msg = sink.handler.parsed([m[1] for m in sink.handler.messages].index(row.address))
     assert msg["Message-ID"] == row.message_id
     assert msg["Subject"] == f"Hello {row.customer_id}"

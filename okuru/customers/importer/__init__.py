@@ -47,10 +47,12 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.http import HttpRequest
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from okuru.accounts import audit
 from okuru.accounts.models import Operator
+from okuru.bounces import suppression
 from okuru.customers.fields import FieldSpec, catalogue
 from okuru.customers.importer.parse import Chunk, Parser, Rows, _prefetch, no_such_customer
 from okuru.customers.importer.plan import (
@@ -313,9 +315,12 @@ def run_import(
         dry_run=dry_run,
     )
     specs = catalogue()
+    started = timezone.now()
     try:
         with transaction.atomic():
             _import_rows(path, codec, specs, result, progress)
+            # Suppressed addresses (complaints, deleted refusers) refuse again after any import.
+            suppression.enforce(since=started)
             if dry_run:
                 transaction.set_rollback(True)
     except csvio.CsvError as e:

@@ -2,7 +2,8 @@
 
 Migrates, collects static files, creates the first operator on the first start, then starts and
 supervises its children: the web server (gunicorn), the task worker (``run_huey``), the tracking
-worker (``trackingworker``) and the capture SMTP server. SIGINT or SIGTERM stops them all.
+worker (``trackingworker``), the capture SMTP server and the bounce SMTP receiver
+(``bounce-smtp``, unless ``BOUNCE_SMTP_PORT`` is 0). SIGINT or SIGTERM stops them all.
 
 When a child dies the others are stopped and ``run`` exits non-zero, rather than restarting it:
 a crash loop hidden behind restarts is worse than a clear stop, and whoever runs Okuru as a
@@ -173,6 +174,8 @@ def children_for(
     if capture:
         port_arg = ["--port", str(settings.CAPTURE_SMTP_PORT)]
         children.append(Child("capture SMTP server", [*okuru, "capture-smtp", *port_arg]))
+    if settings.BOUNCE_SMTP_PORT:
+        children.append(Child("bounce SMTP receiver", [*okuru, "bounce-smtp"]))
     return children
 
 
@@ -218,6 +221,10 @@ class Command(BaseCommand):
         check_port_free(host, port, "web UI")
         if capture:
             check_port_free("127.0.0.1", settings.CAPTURE_SMTP_PORT, "capture SMTP server")
+        if settings.BOUNCE_SMTP_PORT:
+            check_port_free(
+                settings.BOUNCE_SMTP_HOST, settings.BOUNCE_SMTP_PORT, "bounce SMTP receiver"
+            )
 
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)

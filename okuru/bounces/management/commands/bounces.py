@@ -1,6 +1,8 @@
 """``okuru bounces …``: bounce messages from the command line.
 
     okuru bounces parse FILE... [--json]   # what each message reports, without storing anything
+    okuru bounces import FILE|MBOX|DIR...  # store, match and apply (okuru.bounces.cli)
+    okuru bounces mailbox add|list|test|poll|delete
 
 With ``--json`` the output is one JSON object mapping each file path as given to its list of
 failures, each ``{"recipient", "status", "reply_code", "kind", "hard"}``; an empty list when the
@@ -15,6 +17,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.translation import gettext as _
 
+from okuru.bounces import cli as inbound
 from okuru.bounces.parsing import MAX_BYTES, Report, parse
 
 
@@ -40,8 +43,11 @@ class Command(BaseCommand):
         p = sub.add_parser("parse", help="the failures each message reports")
         p.add_argument("files", nargs="+", metavar="FILE")
         p.add_argument("--json", action="store_true", help="one JSON object: path -> failures")
+        inbound.add_arguments(sub)
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["action"] in inbound.ACTIONS:
+            return inbound.run(self, options)
         getattr(self, options["action"])(options)
 
     def parse(self, options: dict) -> None:
