@@ -70,6 +70,9 @@ ALLOWED = {
     "cp932",
     "shift_jis",
     "dkim",
+    "rsa-2048",  # key algorithms' own names
+    "ed25519",
+    "excel",
     "spf",
     "tls",
     "starttls",
