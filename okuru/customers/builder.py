@@ -17,6 +17,27 @@ from okuru.customers.models import Topic
 MAX_FILTER_CHARS = 100_000
 
 
+def operator_words() -> dict[str, str]:
+    """The comparison operators in words: the filter builder shows them, and the pages that
+    describe a mail's targeting use the same words."""
+    return {
+        "has_value": _("has a value"),
+        "no_value": _("has no value"),
+        "eq": _("equals"),
+        "ne": _("does not equal"),
+        "contains": _("contains"),
+        "starts_with": _("starts with"),
+        "lt": _("less than"),
+        "gt": _("greater than"),
+        "lt_date": _("before"),
+        "gt_date": _("after"),
+        "between": _("between"),
+        "in": _("is one of"),
+        "in_multi": _("includes any of"),
+        "ne_multi": _("includes none of"),
+    }
+
+
 def _builder(specs: dict[str, FieldSpec]) -> dict[str, Any]:
     """What the filter builder script needs: the fields and its translated words."""
     topics = dict(Topic.objects.values_list("key", "name"))
@@ -31,22 +52,7 @@ def _builder(specs: dict[str, FieldSpec]) -> dict[str, Any]:
             }
             for s in specs.values()
         ],
-        "ops": {
-            "has_value": _("has a value"),
-            "no_value": _("has no value"),
-            "eq": _("equals"),
-            "ne": _("does not equal"),
-            "contains": _("contains"),
-            "starts_with": _("starts with"),
-            "lt": _("less than"),
-            "gt": _("greater than"),
-            "lt_date": _("before"),
-            "gt_date": _("after"),
-            "between": _("between"),
-            "in": _("is one of"),
-            "in_multi": _("includes any of"),
-            "ne_multi": _("includes none of"),
-        },
+        "ops": operator_words(),
         "words": {
             "all": _("All of these conditions (AND)"),
             "any": _("Any of these conditions (OR)"),

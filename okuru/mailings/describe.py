@@ -21,32 +21,13 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from django.utils.translation import pgettext
 
+from okuru.customers.builder import operator_words
 from okuru.customers.fields import FieldSpec, catalogue
 from okuru.customers.models import View
 from okuru.mailings.audiences import AUDIENCES
 from okuru.mailings.models import Delivery, FrozenList, Mail, TrackedLink
 
 HISTORY = "delivery_history"
-
-
-def _op_words() -> dict[str, str]:
-    # The filter builder's own words (customers/views.py), so the page reads like the builder.
-    return {
-        "has_value": _("has a value"),
-        "no_value": _("has no value"),
-        "eq": _("equals"),
-        "ne": _("does not equal"),
-        "contains": _("contains"),
-        "starts_with": _("starts with"),
-        "lt": _("less than"),
-        "gt": _("greater than"),
-        "lt_date": _("before"),
-        "gt_date": _("after"),
-        "between": _("between"),
-        "in": _("is one of"),
-        "in_multi": _("includes any of"),
-        "ne_multi": _("includes none of"),
-    }
 
 
 def _event_words() -> dict[str, str]:
@@ -289,7 +270,7 @@ def _field(cond: dict, specs: dict[str, FieldSpec]) -> str:
     spec = specs.get(cond.get("field", ""))
     label = capfirst(str(spec.label)) if spec else str(cond.get("field", ""))
     op = cond.get("op", "")
-    words = _op_words()
+    words = operator_words()
     kind = spec.type if spec else "text"
     if kind in ("date", "datetime") and op in ("lt", "gt"):
         op_word = words[op + "_date"]

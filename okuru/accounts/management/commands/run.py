@@ -29,6 +29,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from okuru.accounts.management.commands.createoperator import create_operator
 from okuru.accounts.models import Operator
+from okuru.lib.servers import check_port_free
 
 FIRST_OPERATOR = "admin"
 STOP_TIMEOUT = 15.0
@@ -126,18 +127,6 @@ def ensure_first_operator() -> str:
             f"`okuru changepassword {FIRST_OPERATOR}`"
         )
     return "  log in with your operator account (`okuru createoperator NAME` adds one)"
-
-
-def check_port_free(host: str, port: int, what: str) -> None:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError as e:
-            raise CommandError(
-                f"Cannot use {host}:{port} for the {what}: {e.strerror}. "
-                "Stop what uses it or choose another port."
-            ) from None
 
 
 def split_bind(bind: str, port: int | None) -> tuple[str, int]:
