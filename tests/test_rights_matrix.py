@@ -17,14 +17,17 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group
-from django.test import Client, override_settings
+from django.test import Client
 
 from okuru.accounts.models import RIGHTS, ApiToken, Job, Notification, Operator
 from okuru.api.main import api
 from okuru.customers import design
 from okuru.customers.models import Customer, ExportSetting, Topic, View
 from okuru.mailings.models import Delivery
+from tests.api.client import api_client
 from tests.conftest import client_for, make_operator
+
+pytestmark = pytest.mark.usefixtures("media")
 
 READ, WRITE = "customers_read", "customers_write"
 DESIGN, IMPORT, EXPORT = "database_design", "import_data", "export_data"
@@ -243,12 +246,6 @@ RIGHT_LABELS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def media(tmp_path):
-    with override_settings(MEDIA_ROOT=tmp_path):
-        yield tmp_path
-
-
 @pytest.fixture(params=["owner", "member", "outsider"])
 def persona(request, owner, member, outsider) -> Operator:
     return {"owner": owner, "member": member, "outsider": outsider}[request.param]
@@ -366,8 +363,7 @@ def _screen(persona: Operator, method: str, path: str, rights: tuple[str, ...], 
 
 
 def _endpoint(persona: Operator, method: str, path: str, rights: tuple[str, ...], world) -> None:
-    _token, key = ApiToken.issue(persona, "tests")
-    client = Client(headers={"authorization": f"Bearer {key}", "accept-language": "en"})
+    client = api_client(persona)
     url = path.format(**world)
     if method == "get":
         r = client.get(url)
@@ -529,8 +525,7 @@ def test_every_screen_refuses_an_outsider_and_an_anonymous_visitor(outsider, nam
 
 
 def test_every_api_operation_refuses_an_outsider_whatever_the_body(outsider):
-    _token, key = ApiToken.issue(outsider, "tests")
-    client = Client(headers={"authorization": f"Bearer {key}", "accept-language": "en"})
+    client = api_client(outsider)
     schema = api.get_openapi_schema()
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
@@ -789,8 +784,7 @@ def _reads(persona: Operator | None) -> bool:
 def _api_client(persona: Operator | None) -> Client:
     if persona is None:
         return Client()
-    _token, key = ApiToken.issue(persona, "sentinel")
-    return Client(headers={"authorization": f"Bearer {key}", "accept-language": "en"})
+    return api_client(persona)
 
 
 def _requests(world: dict[str, int]):
