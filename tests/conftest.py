@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import Group, Permission
-from django.test import Client
+from django.test import Client, override_settings
 from django.utils import translation
 
 from okuru.accounts.models import RIGHTS, Operator
@@ -79,3 +79,10 @@ def member_client(member) -> Client:
 @pytest.fixture
 def outsider_client(outsider) -> Client:
     return client_for(outsider)
+
+
+@pytest.fixture
+def media(tmp_path):
+    """Files the app writes (uploads, exports) go to a folder of the test's own."""
+    with override_settings(MEDIA_ROOT=tmp_path):
+        yield tmp_path

@@ -6,16 +6,12 @@ from __future__ import annotations
 import pytest
 from django.core import mail
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.test import override_settings
 
 from okuru.accounts.models import Job, Notification
 from okuru.customers.models import Customer
 
-
-@pytest.fixture(autouse=True)
-def media(tmp_path):
-    with override_settings(MEDIA_ROOT=tmp_path):
-        yield tmp_path
+# Files the jobs write go to a folder of the test's own.
+pytestmark = pytest.mark.usefixtures("media")
 
 
 def upload(text: str):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.test import Client, override_settings
+from django.test import Client
 from django.utils import timezone
 
 from okuru.accounts import audit, jobs
@@ -19,13 +19,10 @@ from okuru.customers import design
 from okuru.customers.models import Customer, ExportSetting, Topic, View
 from tests.conftest import PASSWORD
 
+# Files the jobs write go to a folder of the test's own.
+pytestmark = pytest.mark.usefixtures("media")
+
 IP = "192.0.2.44"
-
-
-@pytest.fixture(autouse=True)
-def media(tmp_path):
-    with override_settings(MEDIA_ROOT=tmp_path):
-        yield tmp_path
 
 
 @pytest.fixture

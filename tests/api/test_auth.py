@@ -6,15 +6,11 @@ import pytest
 from django.test import Client
 
 from okuru.accounts.models import ApiToken, Operator
+from tests.api.client import api_client
 from tests.conftest import client_for
 
 MISSING = "Authentication required: send the header Authorization: Bearer <token>."
 INVALID = "The API token is not valid: it is unknown or revoked, or its operator is deactivated."
-
-
-def api_client(operator: Operator) -> Client:
-    _token, key = ApiToken.issue(operator, "tests")
-    return Client(headers={"authorization": f"Bearer {key}", "accept-language": "en"})
 
 
 def test_it_refuses_a_request_without_a_token(member):

@@ -6,22 +6,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.test import Client, override_settings
+from django.test import Client
 
-from okuru.accounts.models import ApiToken, Job, Operator
+from okuru.accounts.models import Job
 from okuru.customers import design
 from okuru.customers.models import Customer, View
+from tests.api.client import api_client
 
-
-@pytest.fixture(autouse=True)
-def media(tmp_path):
-    with override_settings(MEDIA_ROOT=tmp_path):
-        yield tmp_path
-
-
-def api_client(operator: Operator) -> Client:
-    _token, key = ApiToken.issue(operator, "tests")
-    return Client(headers={"authorization": f"Bearer {key}", "accept-language": "en"})
+# Files the jobs write go to a folder of the test's own.
+pytestmark = pytest.mark.usefixtures("media")
 
 
 def post(client: Client, url: str, data) -> object:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from okuru.accounts.models import ApiToken, Operator
 from okuru.customers.models import View
 from okuru.mailings.models import Extraction
+from tests.api.client import api_client
 from tests.conftest import make_operator
 from tests.mailings.extraction_setup import ELIGIBLE, make_source, members
 
@@ -22,11 +22,6 @@ def source():
 @pytest.fixture
 def view(db) -> View:
     return View.objects.create(name="Everyone", fields=ELIGIBLE)
-
-
-def api_client(operator: Operator) -> Client:
-    _token, key = ApiToken.issue(operator, "tests")
-    return Client(headers={"authorization": f"Bearer {key}", "accept-language": "en"})
 
 
 def post(client: Client, path: str, body: dict | None = None):

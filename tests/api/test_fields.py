@@ -4,17 +4,10 @@ import json
 
 from django.test import Client
 
-from okuru.accounts.models import ApiToken, OperationLog, Operator
+from okuru.accounts.models import OperationLog
 from okuru.customers import design
 from okuru.customers.models import Customer, Field
-
-
-def api_client(operator: Operator) -> Client:
-    _token, key = ApiToken.issue(operator, "tests")
-    return Client(
-        headers={"authorization": f"Bearer {key}", "accept-language": "en"},
-        REMOTE_ADDR="198.51.100.9",
-    )
+from tests.api.client import api_client
 
 
 def send(client: Client, method: str, url: str, data=None):

@@ -10,20 +10,16 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from okuru.accounts.models import ApiToken, OperationLog, Operator
+from okuru.accounts.models import OperationLog
 from okuru.customers.models import Topic
 from okuru.mailings import testing
 from okuru.mailings.models import Delivery, Mail, Recipient
 from okuru.tracking import recording
 from okuru.tracking.testing import sent_delivery
+from tests.api.client import api_client
 from tests.conftest import make_operator
 
 pytestmark = pytest.mark.django_db
-
-
-def api_client(operator: Operator) -> Client:
-    _token, key = ApiToken.issue(operator, "tests")
-    return Client(headers={"authorization": f"Bearer {key}", "accept-language": "en"})
 
 
 @pytest.fixture

@@ -13,10 +13,10 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from okuru.accounts.models import ApiToken
 from okuru.customers.models import Customer, Field
 from okuru.mailings.models import Relay
 from okuru.mailings.testing import free_port, make_mail, make_relay
+from tests.api.client import api_client
 
 pytestmark = pytest.mark.django_db
 
@@ -129,11 +129,7 @@ customer_body = st.one_of(
 
 @pytest.fixture
 def api(member) -> Client:
-    _token, key = ApiToken.issue(member, "tests")
-    return Client(
-        headers={"authorization": f"Bearer {key}", "accept-language": "en"},
-        raise_request_exception=False,
-    )
+    return api_client(member, raise_request_exception=False)
 
 
 @pytest.fixture

@@ -9,10 +9,11 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 
-from okuru.accounts.models import ApiToken, OperationLog
+from okuru.accounts.models import OperationLog
 from okuru.customers import actions, design
 from okuru.customers.fields import catalogue
 from okuru.customers.models import Customer, ExportSetting, Field, Topic, View
+from tests.api.client import api_client
 
 pytestmark = pytest.mark.django_db
 
@@ -39,11 +40,6 @@ def _log_down(monkeypatch) -> None:
 def customer(db):
     Field.objects.create(key="name", label="Name", type="text")
     return Customer.objects.create(email="a@example.com", data={"name": "Aoki"})
-
-
-def api_client(operator) -> Client:
-    _token, key = ApiToken.issue(operator, "tests")
-    return Client(headers={"authorization": f"Bearer {key}", "accept-language": "en"})
 
 
 def send(client: Client, method: str, url: str, data=None):

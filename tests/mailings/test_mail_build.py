@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from okuru.mailings import actions, testing
 from okuru.mailings.models import Mail
 from okuru.mailings.serializers import mail_json
-from tests.api.test_mails import api_client
+from tests.api.client import api_client
 from tests.conftest import make_operator
 
 pytestmark = pytest.mark.django_db

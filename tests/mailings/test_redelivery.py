@@ -25,13 +25,6 @@ def addr(i: int) -> str:
 
 
 @pytest.fixture
-def sink():
-    with testing.Sink() as sink:
-        testing.make_relay(sink.port)
-        yield sink
-
-
-@pytest.fixture
 def source(sink):
     """Six recipients: user0 opened, user1 clicked, user2 opened, user3 did nothing, user4 was
     refused by the server (unknown user), user5 is "unknown" (may not have gone out)."""

@@ -12,21 +12,14 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from okuru.mailings import redelivery, testing
+from okuru.mailings import redelivery
 from okuru.mailings.models import Delivery, Mail, PlannedRedelivery, Recipient
 from okuru.tracking import recording
 from okuru.tracking.testing import sent_delivery
-from tests.api.test_mails import api_client
+from tests.api.client import api_client
 from tests.conftest import client_for, make_operator
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def sink():
-    with testing.Sink() as sink:
-        testing.make_relay(sink.port)
-        yield sink
 
 
 @pytest.fixture

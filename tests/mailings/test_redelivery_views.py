@@ -9,20 +9,13 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from okuru.mailings import redelivery, testing
+from okuru.mailings import redelivery
 from okuru.mailings.models import Delivery, Mail, PlannedRedelivery, Recipient
 from okuru.tracking import recording
 from okuru.tracking.testing import sent_delivery
 from tests.conftest import client_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def sink():
-    with testing.Sink() as sink:
-        testing.make_relay(sink.port)
-        yield sink
 
 
 @pytest.fixture

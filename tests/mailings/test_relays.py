@@ -12,12 +12,12 @@ import subprocess
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
-from django.test import Client
 
-from okuru.accounts.models import ApiToken, OperationLog, Operator
+from okuru.accounts.models import OperationLog
 from okuru.mailings import actions, ledger, relays
 from okuru.mailings.models import Delivery, Mail, Relay
 from okuru.mailings.testing import Sink, free_port, make_mail
+from tests.api.client import api_client
 from tests.conftest import client_for, make_operator
 
 pytestmark = pytest.mark.django_db
@@ -28,11 +28,6 @@ SECRET = "pw-Zq81-never-shown"  # distinctive, so that finding it anywhere means
 def make(name: str = "main", **kw) -> Relay:
     values = {"host": "127.0.0.1", "port": 2525, "timeout": 5} | kw
     return relays.save_relay(Relay(name=name, **values), None)
-
-
-def api_client(operator: Operator) -> Client:
-    _token, key = ApiToken.issue(operator, "tests")
-    return Client(headers={"authorization": f"Bearer {key}", "accept-language": "en"})
 
 
 def form_data(**kw) -> dict[str, str]:

@@ -24,13 +24,6 @@ EVERYONE = {
 
 
 @pytest.fixture
-def sink():
-    with testing.Sink() as sink:
-        testing.make_relay(sink.port)
-        yield sink
-
-
-@pytest.fixture
 def source(sink):
     topic = Topic.objects.create(key="news", name="News")
     testing.make_customers(3, domain=DOMAIN)

@@ -26,7 +26,6 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from okuru.customers.models import Customer, Field
-from okuru.mailings import testing
 from okuru.mailings.models import Delivery, Mail, Recipient
 from okuru.tracking import recording
 
@@ -68,13 +67,6 @@ def create_and_send(tmp_path, sink, name: str, tree: dict) -> set[str]:
     got = {rcpt for _from, rcpt, data in sink.handler.messages[before:]}
     assert all(name.encode() in data for *_x, data in sink.handler.messages[before:])
     return {a.split("@")[0] for a in got}
-
-
-@pytest.fixture
-def sink():
-    with testing.Sink() as sink:
-        testing.make_relay(sink.port)
-        yield sink
 
 
 @pytest.fixture

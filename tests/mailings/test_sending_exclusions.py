@@ -14,18 +14,11 @@ from django.test.utils import CaptureQueriesContext
 from okuru.customers.models import Customer, Topic
 from okuru.mailings import actions, sending
 from okuru.mailings.models import Delivery, ListCleaning, Recipient
-from okuru.mailings.testing import Sink, drain, make_mail, make_relay, start
+from okuru.mailings.testing import drain, make_mail, start
 
 pytestmark = pytest.mark.django_db
 
 FAST = dict(batch_size=50, retry_base=0.01, retry_max=0.05, idle_sleep=0.01)
-
-
-@pytest.fixture
-def sink():
-    with Sink() as s:
-        make_relay(s.port)
-        yield s
 
 
 def worker(**kw) -> sending.Worker:

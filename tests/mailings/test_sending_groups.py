@@ -14,12 +14,10 @@ from okuru.mailings import sending
 from okuru.mailings.ledger import reap_expired
 from okuru.mailings.models import Recipient, Relay
 from okuru.mailings.testing import (
-    Sink,
     Watched,
     drain,
     make_customers,
     make_mail,
-    make_relay,
     start,
 )
 
@@ -28,13 +26,6 @@ pytestmark = pytest.mark.django_db
 
 class Crash(BaseException):
     """Stands in for kill -9: nothing in the worker catches it."""
-
-
-@pytest.fixture
-def sink():
-    with Sink() as s:
-        make_relay(s.port)
-        yield s
 
 
 def worker(before, **kw) -> sending.Worker:

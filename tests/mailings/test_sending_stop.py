@@ -15,25 +15,16 @@ from okuru.accounts.models import OperationLog
 from okuru.mailings import actions, sending
 from okuru.mailings.models import Delivery, Recipient
 from okuru.mailings.testing import (
-    Sink,
     Watched,
     drain,
     make_customers,
     make_mail,
-    make_relay,
     start,
 )
 
 pytestmark = pytest.mark.django_db
 
 STOPPED_NOTE = "Not sent: the delivery was stopped by an operator."
-
-
-@pytest.fixture
-def sink():
-    with Sink() as s:
-        make_relay(s.port)
-        yield s
 
 
 def worker(before=None, **kw) -> sending.Worker:

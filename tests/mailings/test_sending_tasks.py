@@ -15,7 +15,7 @@ from okuru.accounts.models import OperationLog
 from okuru.customers.models import Customer, Field
 from okuru.mailings import actions, sending
 from okuru.mailings.models import Delivery, Recipient
-from okuru.mailings.testing import Sink, make_customers, make_mail, make_relay, start
+from okuru.mailings.testing import make_customers, make_mail, start
 
 pytestmark = pytest.mark.django_db
 
@@ -25,13 +25,6 @@ def english():
     # Messages are asserted in English; the default language is Japanese.
     with translation.override("en"):
         yield
-
-
-@pytest.fixture
-def sink():
-    with Sink() as s:
-        make_relay(s.port)
-        yield s
 
 
 def test_send_now_kicks_a_task_that_sends_everything(
