@@ -354,16 +354,21 @@ def test_every_kind_is_an_error_kind_code():
 
 @needs_corpus
 def test_every_corpus_message_parses_quickly():
+    # CPU time, best of three: the bound is the parser's own cost, and wall time on a
+    # machine shared with other test runs measures the neighbours too.
     slow = []
     for path in sorted((CORPUS / "emails").glob("*.eml")):
         raw = path.read_bytes()
-        t0 = time.perf_counter()
-        report = parse(raw)
-        elapsed = time.perf_counter() - t0
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.process_time()
+            report = parse(raw)
+            best = min(best, time.process_time() - t0)
+            if best <= 0.05:
+                break
         assert all(f.kind in kinds.KINDS for f in report.failures), path.name
-        # The bound is the 50 ms; a shared CI machine gets twice that before it counts.
-        if elapsed > 0.1:
-            slow.append((path.name, elapsed))
+        if best > 0.05:
+            slow.append((path.name, best))
     assert slow == []
 
 
