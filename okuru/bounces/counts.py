@@ -41,12 +41,12 @@ def update_sql(address_field: str, source: str) -> str:
     )
 
 
-def add(address_field: str, failures: Iterable[Failure]) -> int:
+def add(address_field: str, failures: Iterable[Failure]) -> None:
     """Add each failure's weight to its customer's count for ``address_field``; one statement
-    whatever the number of failures. Returns how many customers changed."""
+    whatever the number of failures (none when no failure weighs anything)."""
     rows = [(int(c), a, int(w)) for c, a, w in failures if w]
     if not rows:
-        return 0
+        return
     if connection.vendor == "postgresql":
         # One array per column: the statement text is the same for any number of rows.
         source = "v AS (SELECT * FROM unnest(%s::bigint[], %s::text[], %s::integer[]) "
@@ -64,4 +64,3 @@ def add(address_field: str, failures: Iterable[Failure]) -> int:
         where, id_params = f" AND {CUSTOMERS}.id IN ({', '.join(['%s'] * len(ids))})", ids
     with connection.cursor() as cur:
         cur.execute(f"WITH {source} {update_sql(address_field, 'v')}{where}", [*params, *id_params])
-        return cur.rowcount

@@ -127,9 +127,7 @@ def test_permanent_failures_are_failed_with_their_kind(sink, reply, kind):
         ("554 5.7.1 Message rejected as spam", "spam", 1),
     ],
 )
-def test_a_refusal_after_the_message_is_classified_as_an_answer_to_data(
-    sink, reply, kind, errors
-):
+def test_a_refusal_after_the_message_is_classified_as_an_answer_to_data(sink, reply, kind, errors):
     customer = Customer.objects.create(email="x@example.com")
     sink.handler.rules["x@example.com"] = [f"data:{reply}"]
     delivery = start(make_mail())
