@@ -90,3 +90,39 @@ def test_the_sending_layers_import_only_downwards():
         if dep.removeprefix("okuru.mailings.") in forbidden
     ]
     assert found == []
+
+
+def test_lib_never_imports_an_app():
+    # okuru.lib is the toolbox under every app: the SMTP client reports replies, it does not
+    # know what an error kind is.
+    found = [
+        f"{mod} imports {dep}"
+        for mod, deps in modules("okuru.lib").items()
+        for dep in deps
+        if dep != "okuru" and not dep.startswith("okuru.lib")
+    ]
+    assert found == []
+
+
+def test_mailings_calls_bounces_and_bounces_reads_only_mailings_models():
+    # Sending asks bounces what a reply means and how it counts (mailings → bounces). Bounces
+    # writes a bounce's outcome into mailings' tables (the ledger row, the delivery's counters,
+    # its events, list cleaning), so it may import okuru.mailings.models and nothing else of
+    # mailings; the kinds, the reply verdicts, the counts and the Bounce models import none of it.
+    deps = modules("okuru.bounces")
+    found = [
+        f"{mod} imports {dep}"
+        for mod, imported_ in deps.items()
+        for dep in imported_
+        if (dep == "okuru.mailings" or dep.startswith("okuru.mailings."))
+        and not dep.startswith("okuru.mailings.models")
+    ]
+    assert found == []
+    pure = ("kinds", "replies", "counts", "models")
+    assert [
+        f"okuru.bounces.{m} imports {dep}"
+        for m in pure
+        for dep in deps[f"okuru.bounces.{m}"]
+        if dep.startswith("okuru.mailings")
+    ] == []
+    assert "okuru.bounces.replies" in modules("okuru.mailings")["okuru.mailings.sending"]

@@ -33,11 +33,11 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from okuru.accounts import audit
-from okuru.bounces import kinds, matching, suppression
+from okuru.bounces import counts, kinds, matching, suppression
 from okuru.bounces.models import Bounce, Mailbox, Suppression
 from okuru.bounces.parsing import MAX_BYTES, Failure, Report, parse
 from okuru.customers.models import Customer
-from okuru.mailings.models import Delivery, Event, ListCleaning, Recipient, error_weight
+from okuru.mailings.models import Delivery, Event, ListCleaning, Recipient
 
 Actor = Any  # HttpRequest | Operator | None, as okuru.accounts.audit.log takes it
 OUT = Bounce.Outcome
@@ -219,11 +219,7 @@ def _apply_failure(bounce: Bounce, row: Recipient, failure: Failure) -> None:
     Delivery.objects.filter(pk=row.delivery_id).update(
         failed_count=F("failed_count") + 1, **{counter: F(counter) - 1}
     )
-    field = _address_field(row)
-    count = "mobile_error_count" if field == "mobile_email" else "email_error_count"
-    Customer.objects.filter(pk=row.customer_id, **{f"{field}__iexact": row.address}).update(
-        **{count: F(count) + error_weight(kind)}
-    )
+    counts.add(_address_field(row), [(row.customer_id, row.address, kinds.error_weight(kind))])
     Event.objects.create(
         delivery_id=row.delivery_id,
         recipient_id=row.pk,

@@ -29,6 +29,7 @@ from okuru.accounts import audit
 from okuru.bounces import actions, mailboxes
 from okuru.bounces.models import Bounce, Mailbox
 from okuru.bounces.parsing import MAX_BYTES
+from okuru.customers.management.cli import get_operator
 
 ACTIONS = ("import", "mailbox")
 DEFAULT_PORTS = {("imap", "tls"): 993, ("imap", "starttls"): 143, ("pop3", "tls"): 995}
@@ -76,9 +77,12 @@ def run(command: Any, options: dict) -> None:
 
 
 def _operator(options: dict) -> Any:
-    from okuru.mailings.management.commands.mails import operator_with
-
-    return operator_with(options.get("operator"), "sending")
+    """The ``--operator`` for the operation log, who must hold the sending right (None: the
+    CLI itself)."""
+    operator = get_operator(options.get("operator"))
+    if operator is not None and not operator.has_right("sending"):
+        raise CommandError(f"{operator.username} does not have the sending right.")
+    return operator
 
 
 def messages_in(path: Path) -> Any:

@@ -1,6 +1,7 @@
 """Error kinds (エラー種別) and how a delivery failure is classified into one.
 
-The eight code names are the ones the UI shows and ``okuru.mailings.models.ErrorKind`` stores.
+The eight code names are the ones the UI shows (``ErrorKind``, the choices of every stored error
+kind) and their weights on an address's error count live here, and only here.
 "Hard" means the address itself cannot receive mail (unknown user, unknown domain, moved, accepts
 no mail); a permanent refusal for content, policy or reputation fails that one message but says
 nothing against the address, so it is not hard.
@@ -13,6 +14,9 @@ enhanced status code (RFC 3463), and last the SMTP reply code.
 from __future__ import annotations
 
 import re
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 BAD_FORMAT = "bad_format"
 UNKNOWN_USER = "unknown_user"
@@ -34,6 +38,30 @@ KINDS = (
     OTHER,
 )
 
+
+class ErrorKind(models.TextChoices):
+    BAD_FORMAT = BAD_FORMAT, _("Bad format")
+    UNKNOWN_USER = UNKNOWN_USER, _("Unknown user")
+    REFUSED = REFUSED, _("Refused")
+    NO_DOMAIN = NO_DOMAIN, _("Domain not found")
+    SPAM = SPAM, _("Treated as spam")
+    MAILBOX_FULL = MAILBOX_FULL, _("Mailbox full")
+    LIST_CLEANING = LIST_CLEANING, _("Excluded by list cleaning")
+    OTHER = OTHER, _("Other error")
+
+
+# Error count weights (エラーカウント): the kinds that say the address is dead end delivery to it
+# at once (an error threshold is far below 99); the others count one each.
+HARD_ERROR_KINDS = frozenset({BAD_FORMAT, UNKNOWN_USER, LIST_CLEANING})
+HARD_ERROR_WEIGHT = 99
+SOFT_ERROR_WEIGHT = 1
+
+
+def error_weight(kind: str) -> int:
+    """What a permanent failure of ``kind`` adds to the address's error count."""
+    return HARD_ERROR_WEIGHT if kind in HARD_ERROR_KINDS else SOFT_ERROR_WEIGHT
+
+
 # Finer causes than the kinds; each maps onto one kind. Kept because "hard" does not follow from
 # the kind alone: an address that accepts no mail (null MX) is refused, and hard.
 REASON_KINDS = {
@@ -44,7 +72,7 @@ REASON_KINDS = {
     "notaccept": REFUSED,
     "mailboxfull": MAILBOX_FULL,
     "exceedlimit": MAILBOX_FULL,
-    "mesgtoobig": MAILBOX_FULL,
+    "mesgtoobig": OTHER,  # the message is over a size limit; the mailbox may be empty
     "spamdetected": SPAM,
     "virusdetected": SPAM,
     "badreputation": SPAM,

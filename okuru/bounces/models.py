@@ -36,7 +36,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from okuru.mailings.models import ErrorKind
+from okuru.bounces.kinds import ErrorKind
 
 
 class Bounce(models.Model):

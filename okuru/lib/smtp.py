@@ -13,8 +13,9 @@ user name and password. ``problem`` says which, so the caller can tell the opera
 TLS (implicit, or STARTTLS) verifies the relay's certificate and name against the system's
 trusted authorities unless ``RelaySettings.verify_tls`` is off.
 
-``classify`` turns a permanent reply into one of the error kinds (配信エラーの種類) from the
-reply code and the RFC 3463 enhanced status code, falling back to the text.
+A ``Reply`` is only what the server said: the code, the RFC 3463 enhanced status code when the
+text carries one, the text, and the command it answered. What a failure means (its error kind,
+whether the address is dead) is for the bounces app to say (``okuru.bounces.replies``).
 """
 
 from __future__ import annotations
@@ -55,6 +56,16 @@ class Indeterminate(Exception):
 class Reply:
     code: int
     text: str
+    command: str = ""  # what it answered: "MAIL", "RCPT" or "DATA" (the end of the message)
+
+    @property
+    def status(self) -> str:
+        """The enhanced status code ("5.1.1"), or "" when the text has none (RFC 2034 puts it
+        first; a server that does not is still read). Only one of the reply's class counts."""
+        for m in ENHANCED_RE.finditer(self.text):
+            if m.group(1) == str(self.code)[:1]:
+                return m.group(0)
+        return ""
 
     @property
     def accepted(self) -> bool:
@@ -185,7 +196,7 @@ class Connection:
             if not 200 <= code < 600:
                 self.abort()
                 raise Indeterminate(f"unreadable reply after the message: {_text(msg)}")
-            return Reply(code, _text(msg))
+            return Reply(code, _text(msg), "DATA")
         except OSError as e:  # socket errors, timeouts and SMTPServerDisconnected
             self.abort()
             if dot_sent:
@@ -207,7 +218,11 @@ class Connection:
                 if replies[-1][0] not in (250, 251, 354):
                     break
         failed = next(
-            (r for r, ok in zip(replies, OK_CODES, strict=False) if r[0] not in ok),
+            (
+                (reply, command)
+                for reply, ok, command in zip(replies, OK_CODES, COMMANDS, strict=False)
+                if reply[0] not in ok
+            ),
             None,
         )
         if failed is None:
@@ -218,7 +233,8 @@ class Connection:
             smtp.send(b".\r\n")
             smtp.getreply()
         self._reset()
-        return Reply(failed[0], _text(failed[1]))
+        (code, msg), command = failed
+        return Reply(code, _text(msg), command)
 
     def _reset(self) -> None:
         # After a refused command the transaction must be reset before the next one; a server
@@ -232,60 +248,8 @@ class Connection:
 
 
 # ---------------------------------------------------------------------------------------------
-# Error kinds from permanent replies
+# Reading replies
 
 OK_CODES = ((250,), (250, 251), (354,))  # MAIL, RCPT, DATA
-ENHANCED_RE = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
-ENHANCED_KINDS = {
-    "5.1.1": "unknown_user",
-    "5.1.6": "unknown_user",  # mailbox has moved
-    "5.1.2": "no_domain",
-    "5.1.10": "no_domain",  # null MX
-    "5.4.4": "no_domain",  # unable to route
-    "5.1.3": "bad_format",
-    "5.2.2": "mailbox_full",
-    "5.2.1": "refused",  # mailbox disabled
-}
-SPAM_WORDS = ("spam", "blacklist", "blocklist", "block list", "black list", "reputation", "rbl")
-TEXT_KINDS = (
-    (("mailbox full", "quota", "over quota", "insufficient storage"), "mailbox_full"),
-    (("domain not found", "host not found", "no mx", "unrouteable", "unroutable"), "no_domain"),
-    (
-        (
-            "user unknown",
-            "unknown user",
-            "no such user",
-            "no such recipient",
-            "does not exist",
-            "recipient unknown",
-            "invalid recipient",
-            "mailbox unavailable",
-            "not found",
-        ),
-        "unknown_user",
-    ),
-    (("syntax", "bad address", "invalid address"), "bad_format"),
-)
-
-
-def classify(code: int, text: str) -> str:
-    """The error kind of a permanent (5xx) reply."""
-    low = text.lower()
-    m = ENHANCED_RE.search(text)
-    enhanced = m.group(0) if m else ""
-    if enhanced in ENHANCED_KINDS:
-        return ENHANCED_KINDS[enhanced]
-    if any(w in low for w in SPAM_WORDS):
-        return "spam"
-    if enhanced.startswith("5.7."):
-        return "refused"
-    for words, kind in TEXT_KINDS:
-        if any(w in low for w in words):
-            return kind
-    if code == 552:
-        return "mailbox_full"
-    if code == 553:
-        return "bad_format"
-    if code == 554 and ("refused" in low or "denied" in low or "rejected" in low):
-        return "refused"
-    return "other"
+COMMANDS = ("MAIL", "RCPT", "DATA")
+ENHANCED_RE = re.compile(r"(?<![\w.])([245])\.(\d{1,3})\.(\d{1,3})(?!\w|\.\d)")

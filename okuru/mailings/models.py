@@ -115,29 +115,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
+from okuru.bounces.kinds import ErrorKind
 from okuru.lib import smtp
-
-
-class ErrorKind(models.TextChoices):
-    BAD_FORMAT = "bad_format", _("Bad format")
-    UNKNOWN_USER = "unknown_user", _("Unknown user")
-    REFUSED = "refused", _("Refused")
-    NO_DOMAIN = "no_domain", _("Domain not found")
-    SPAM = "spam", _("Treated as spam")
-    MAILBOX_FULL = "mailbox_full", _("Mailbox full")
-    LIST_CLEANING = "list_cleaning", _("Excluded by list cleaning")
-    OTHER = "other", _("Other error")
-
-
-# Error count weights (エラーカウント): hard kinds end delivery to the address at once.
-HARD_ERROR_KINDS = frozenset({"bad_format", "unknown_user", "list_cleaning"})
-HARD_ERROR_WEIGHT = 99
-SOFT_ERROR_WEIGHT = 1
-
-
-def error_weight(kind: str) -> int:
-    """What a permanent failure of ``kind`` adds to the address's error count."""
-    return HARD_ERROR_WEIGHT if kind in HARD_ERROR_KINDS else SOFT_ERROR_WEIGHT
 
 
 class Exclusion(models.TextChoices):

@@ -81,14 +81,16 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from okuru.bounces import actions as bounce_actions
+from okuru.bounces import counts as error_counts
+from okuru.bounces import replies
+from okuru.bounces.kinds import error_weight
 from okuru.customers.fields import catalogue
 from okuru.customers.models import Customer
-from okuru.customers.sql import TABLE as CUSTOMERS
 from okuru.lib import signing, smtp
 from okuru.mailings import ledger, relays
 from okuru.mailings.dkim_keys import signer_for
 from okuru.mailings.messages import BadAddress, MessageBuilder
-from okuru.mailings.models import Delivery, Exclusion, ListCleaning, Recipient, Relay, error_weight
+from okuru.mailings.models import Delivery, Exclusion, ListCleaning, Recipient, Relay
 from okuru.mailings.rendering import CompiledMail, RenderError, UrlBuilder
 
 log = logging.getLogger(__name__)
@@ -343,28 +345,6 @@ def _write_outcomes(token: str, outcomes: list[Outcome]) -> set[int]:
         return {r[0] for r in cur.fetchall()}
 
 
-def _count_errors(address_field: str, failures: list[Outcome]) -> None:
-    """Add each permanent failure's weight to the customer's error count for the address the
-    message went to, unless the customer has changed that address since (the count belongs to
-    the address, and a new address starts clean)."""
-    address = "mobile_email" if address_field == "mobile_email" else "email"
-    count = "mobile_error_count" if address == "mobile_email" else "email_error_count"
-    cte, params = _rows_cte(
-        "v",
-        "id, address, n",
-        ("bigint", "text", "integer"),
-        [(o.customer_id, o.address, o.error_weight) for o in failures],
-    )
-    ids, id_params = _in(f"{CUSTOMERS}.id", [o.customer_id for o in failures])
-    with connection.cursor() as cur:
-        cur.execute(
-            f"WITH {cte} UPDATE {CUSTOMERS} SET {count} = {CUSTOMERS}.{count} + v.n FROM v "
-            f"WHERE {CUSTOMERS}.id = v.id AND {ids} "
-            f"AND LOWER({CUSTOMERS}.{address}) = LOWER(v.address)",
-            [*params, *id_params],
-        )
-
-
 def _mark_sending(token: str, ids: list[int]) -> set[int]:
     where, params = _in("id", ids)
     with connection.cursor() as cur:
@@ -413,9 +393,10 @@ def flush(
                 if o.status == Recipient.Status.QUEUED:  # a retry that will not happen now
                     o.status, o.next_attempt_at, o.note = "stopped", None, ledger.stopped_note()
         applied = _write_outcomes(token, outcomes) if outcomes else set()
-        failures = [o for o in outcomes if o.error_weight and o.id in applied]
-        if failures:
-            _count_errors(address_field, failures)
+        error_counts.add(
+            address_field,
+            [(o.customer_id, o.address, o.error_weight) for o in outcomes if o.id in applied],
+        )
         marked = set()
         if mark and status == Delivery.Status.RUNNING:
             marked = _mark_sending(token, mark)
@@ -446,8 +427,7 @@ FLUSH_POSTGRESQL = (
     "  WHERE r.id = v.id AND r.id = ANY(%s::bigint[]) AND r.claim = %s "
     "  AND r.status IN ('queued', 'sending', 'unknown') "
     "  RETURNING r.id, v.weight, v.customer, v.address), "
-    "e AS (UPDATE customers_customer c SET {count} = c.{count} + o.weight FROM o "
-    "  WHERE o.weight > 0 AND c.id = o.customer AND LOWER(c.{address}) = LOWER(o.address)), "
+    "e AS ({count_errors}), "
     "m AS (UPDATE mailings_recipient r SET status = 'sending', claimed_at = %s FROM d "
     "  WHERE r.id = ANY(%s::bigint[]) AND r.claim = %s AND r.status = 'queued' "
     "  AND d.status = 'running' RETURNING r.id) "
@@ -489,13 +469,11 @@ def _flush_postgresql(
         [o.customer_id for o in outcomes],
         [o.address for o in outcomes],
     ]
-    address = "mobile_email" if address_field == "mobile_email" else "email"
     query = FLUSH_POSTGRESQL.format(
         delivery=delivery,
         arrays=", ".join(f"%s::{t}[]" for t in FLUSH_TYPES),
         columns=FLUSH_COLUMNS,
-        count="mobile_error_count" if address == "mobile_email" else "email_error_count",
-        address=address,
+        count_errors=error_counts.update_sql(address_field, "o"),
     )
     params = [
         *delivery_params,
@@ -894,14 +872,15 @@ class Worker:
                 message_id=envelope.message_id,
                 sent_at=timezone.now(),
             )
-        if 500 <= reply.code < 600:
-            kind = smtp.classify(reply.code, reply.text)
+        domain = row.address.rsplit("@", 1)[-1].lower()
+        verdict = replies.classify(reply.code, reply.status, reply.text, reply.command, domain)
+        if verdict.permanent:
             return Outcome(
                 row.id,
                 "failed",
                 smtp_reply=str(reply),
-                error_kind=kind,
-                error_weight=error_weight(kind),
+                error_kind=verdict.kind,
+                error_weight=verdict.weight,
                 customer_id=row.customer_id,
                 address=row.address,
             )

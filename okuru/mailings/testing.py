@@ -29,7 +29,8 @@ class SinkHandler:
 
     ``rules[address]`` is a list of actions used one per attempt, in order; after the list runs
     out the address is accepted. An action is a reply ("451 4.3.0 Try later", "550 5.1.1 No
-    such user") given at RCPT, "drop" (close the connection at RCPT, before any data), or
+    such user") given at RCPT, "data:" and a reply given at the end of the message instead (a
+    content filter's answer), "drop" (close the connection at RCPT, before any data), or
     "drop-after-data" (take the message, then close without replying)."""
 
     def __init__(self, pipelining: bool = True, delay: float = 0.0) -> None:
@@ -63,6 +64,8 @@ class SinkHandler:
             return "421 4.4.2 Closing"
         if action == "drop-after-data":
             envelope.drop_after_data = True
+        elif action.startswith("data:"):
+            envelope.data_reply = action.removeprefix("data:")
         elif action:
             return action
         envelope.rcpt_tos.append(address)
@@ -74,6 +77,9 @@ class SinkHandler:
         login = session.auth_data.login.decode() if session.authenticated else None
         # Implicit TLS or after STARTTLS: either way the transport is an SSL one.
         encrypted = server.transport.get_extra_info("ssl_object") is not None
+        data_reply = getattr(envelope, "data_reply", "")
+        if data_reply:
+            return data_reply
         with self.lock:
             for rcpt in envelope.rcpt_tos:
                 self.messages.append((envelope.mail_from, rcpt, envelope.original_content))

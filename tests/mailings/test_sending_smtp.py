@@ -13,7 +13,7 @@ from okuru.bounces import verp
 from okuru.customers.models import Customer, Field
 from okuru.lib import smtp
 from okuru.mailings import actions, ledger, sending
-from okuru.mailings.models import Delivery, Recipient
+from okuru.mailings.models import Delivery, ListCleaning, Recipient
 from okuru.mailings.testing import (
     Sink,
     drain,
@@ -115,6 +115,38 @@ def test_permanent_failures_are_failed_with_their_kind(sink, reply, kind):
     assert (row.status, row.error_kind, row.smtp_reply) == ("failed", kind, reply)
     assert row.attempts == 1
     assert sink.received["x@example.com"] == 0
+
+
+@pytest.mark.parametrize(
+    "reply,kind,errors",
+    [
+        # A filter refusing the message after DATA says nothing against the address...
+        ("550 Requested action not taken: mailbox unavailable", "refused", 1),
+        # ...unless the status code itself names the mailbox.
+        ("550 5.1.1 No such user", "unknown_user", 99),
+        ("554 5.7.1 Message rejected as spam", "spam", 1),
+    ],
+)
+def test_a_refusal_after_the_message_is_classified_as_an_answer_to_data(sink, reply, kind, errors):
+    customer = Customer.objects.create(email="x@example.com")
+    sink.handler.rules["x@example.com"] = [f"data:{reply}"]
+    delivery = start(make_mail())
+    drain(worker(), delivery)
+    row = Recipient.objects.get(delivery=delivery)
+    assert (row.status, row.error_kind, row.smtp_reply) == ("failed", kind, reply)
+    customer.refresh_from_db()
+    assert customer.email_error_count == errors
+    assert ListCleaning.objects.filter(address="x@example.com").exists() == (errors == 99)
+
+
+def test_the_reply_says_which_command_it_answered(sink):
+    conn = smtp.Connection(smtp.RelaySettings("127.0.0.1", sink.port, timeout=5))
+    sink.handler.rules["late@x.example"] = ["data:554 5.7.1 Rejected by policy"]
+    reply = conn.send("a@b.example", "late@x.example", b"Subject: x\r\n\r\nhi\r\n")
+    assert (reply.code, reply.status, reply.command) == (554, "5.7.1", "DATA")
+    accepted = conn.send("a@b.example", "ok@x.example", b"Subject: x\r\n\r\nhi\r\n")
+    assert (accepted.accepted, accepted.command) == (True, "DATA")
+    conn.close()
 
 
 def test_a_connection_lost_after_the_data_leaves_the_row_unknown(sink):
@@ -328,20 +360,13 @@ def test_a_due_reservation_is_started_by_the_worker_and_the_content_is_frozen(si
     assert {sink.handler.parsed(i)["Subject"].split()[0] for i in range(3)} == {"Hello"}
 
 
-def test_classify_falls_back_to_the_text():
-    assert smtp.classify(550, "user unknown") == "unknown_user"
-    assert smtp.classify(550, "Domain not found") == "no_domain"
-    assert smtp.classify(554, "blocked using zen.spamhaus.org") == "spam"
-    assert smtp.classify(552, "Requested mail action aborted") == "mailbox_full"
-    assert smtp.classify(550, "something else") == "other"
-
-
 def test_the_connection_stays_in_step_after_a_refused_recipient(sink):
     conn = smtp.Connection(smtp.RelaySettings("127.0.0.1", sink.port, timeout=5))
     sink.handler.rules["bad@x.example"] = ["550 5.1.1 No such user"]
     message = b"Subject: x\r\n\r\nhi\r\n"
     reply = conn.send("a@b.example", "bad@x.example", message)
-    assert (reply.code, reply.text) == (550, "5.1.1 No such user")
+    assert (reply.code, reply.status, reply.text) == (550, "5.1.1", "5.1.1 No such user")
+    assert reply.command == "RCPT"
     assert conn.send("a@b.example", "ok@x.example", message).accepted
     assert conn.smtp.has_extn("pipelining") == sink.handler.pipelining
     conn.close()
