@@ -35,6 +35,24 @@ def client_ip(request: HttpRequest | None) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
+def storable(value: Any) -> Any:
+    """``value`` with what no database text or JSON column stores made visible instead: a NUL
+    (PostgreSQL refuses it) becomes ``\\x00``, a lone surrogate its escape. What is logged is often
+    what a visitor typed (a log-in name), so logging must never fail on it."""
+    if isinstance(value, str):
+        if value.isprintable() or not any(c == "\x00" or "\ud800" <= c <= "\udfff" for c in value):
+            return value
+        return "".join(
+            c.encode("unicode_escape").decode() if c == "\x00" or "\ud800" <= c <= "\udfff" else c
+            for c in value
+        )
+    if isinstance(value, dict):
+        return {storable(str(k)): storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    return value
+
+
 def log(
     actor: HttpRequest | Operator | None,
     action: str,
@@ -60,7 +78,7 @@ def log(
         operator_name=operator.get_username() if operator else "",
         group_names=operator.group_names() if operator else "",
         action=action,
-        target=str(target)[:300],
-        detail=detail or {},
+        target=storable(str(target))[:300],
+        detail=storable(detail or {}),
         source_ip=client_ip(request) if request is not None else _job_source_ip.get(),
     )

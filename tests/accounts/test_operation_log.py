@@ -154,3 +154,11 @@ def test_an_import_start_logs_no_server_path(owner):
 
     detail = OperationLog.objects.get(action="import_start").detail
     assert "path" not in detail and detail["filename"] == "list.csv"
+
+
+def test_a_logged_target_or_detail_with_unstorable_characters_is_kept_readable(owner):
+    # A log-in name is whatever a visitor typed: PostgreSQL refuses NUL in text and JSON.
+    entry = audit.log(owner, "login_failed", "a\x00b\ud800", {"name": "x\x00", "list": ["\x00"]})
+    entry.refresh_from_db()
+    assert entry.target == "a\\x00b\\ud800"
+    assert entry.detail == {"name": "x\\x00", "list": ["\\x00"]}
