@@ -9,7 +9,7 @@ the count belongs to the address.
 Set-based: one ``UPDATE … FROM`` a list of (customer, address, weight) rows, run inside the
 caller's transaction, so a failure and its count are written together or not at all.
 ``update_sql`` is that statement over any relation with those three columns, for a caller that
-builds the rows inside a larger statement (the PostgreSQL flush of ``okuru.mailings.sending``).
+builds the rows inside a larger statement (the PostgreSQL flush of ``okuru.mailings.ledger``).
 """
 
 from __future__ import annotations

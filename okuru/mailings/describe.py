@@ -26,6 +26,7 @@ from okuru.customers.fields import FieldSpec, catalogue
 from okuru.customers.models import View
 from okuru.mailings.audiences import AUDIENCES
 from okuru.mailings.models import Delivery, FrozenList, Mail, TrackedLink
+from okuru.mailings.targeting import snapshot
 
 HISTORY = "delivery_history"
 
@@ -123,8 +124,6 @@ def text(targeting: dict[str, Any]) -> str:
 
 
 def of_mail(mail: Mail) -> list[str]:
-    from okuru.mailings.targeting import snapshot
-
     return lines(snapshot(mail))
 
 

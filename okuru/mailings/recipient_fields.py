@@ -35,7 +35,7 @@ from django.utils.translation import gettext_lazy
 from okuru.accounts import audit, jobs
 from okuru.accounts.models import Job
 from okuru.customers import sql
-from okuru.customers.fields import FieldSpec, catalogue, parse_value
+from okuru.customers.fields import FieldSpec, catalogue, empty_value, parse_value
 from okuru.mailings import reports
 from okuru.mailings.models import Delivery
 
@@ -289,8 +289,6 @@ def _set(choice: Choice, bounds: tuple[int, int], now: Any) -> int:
 
 
 def _clear_others(choice: Choice, bounds: tuple[int, int], now: Any) -> int:
-    from okuru.customers.fields import empty_value
-
     spec = choice.spec
     empty = empty_value(spec)
     assign, aparams = _assignment(spec, empty)

@@ -38,6 +38,7 @@ from jinja2.compiler import CodeGenerator
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
+from okuru.customers.fields import catalogue
 from okuru.lib import signing
 
 UrlBuilder = Callable[[str, int, int | None], str]  # (kind, recipient_id, link_id) -> URL
@@ -626,8 +627,6 @@ def validate_templates(mail: Any, specs: Iterable[str] | None = None) -> None:
     unknown merge field in the mail's subject or bodies, or a template that goes over a render
     limit (or fails) when rendered with sample data. ``specs``: field keys, or the catalogue."""
     if specs is None or not isinstance(specs, Mapping):
-        from okuru.customers.fields import catalogue
-
         full = catalogue()
         specs = full.keys() if specs is None else specs
     else:

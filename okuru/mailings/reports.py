@@ -57,6 +57,7 @@ from django.utils.translation import gettext as _
 from okuru.accounts import audit
 from okuru.accounts.access import check_customer_data, sees_customer_data
 from okuru.customers import exporter, filters, sql
+from okuru.customers.fields import neutralize
 from okuru.customers.filters import FilterError
 from okuru.lib import csvio
 from okuru.mailings import extraction, targeting
@@ -569,8 +570,6 @@ def iter_event_export(delivery: Delivery, encoding: str = "utf-8-sig") -> Iterat
 
 
 def _event_chunks(delivery: Delivery, codec: str) -> Iterator[bytes]:
-    from okuru.customers.fields import neutralize
-
     out = csvio.ChunkWriter(codec)
     out.writerow([_("Customer ID"), _("Event"), _("Time")])
     n = 0

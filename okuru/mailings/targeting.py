@@ -43,7 +43,9 @@ from django.utils.translation import gettext as _
 from okuru.customers import filters, sql
 from okuru.customers.fields import FieldSpec, catalogue
 from okuru.customers.filters import FilterError
+from okuru.customers.models import View
 from okuru.mailings import audiences
+from okuru.mailings.models import Delivery
 
 CUSTOMERS = sql.TABLE
 LEDGER = "mailings_recipient"
@@ -82,8 +84,6 @@ def source_cutoff(now: datetime | None = None) -> datetime:
 
 def source_deliveries(cond: dict[str, Any]) -> list[int]:
     """The delivery ids a condition refers to, each checked against the 3-month window."""
-    from okuru.mailings.models import Delivery
-
     cutoff = source_cutoff()
     if cond.get("delivery") not in (None, ""):
         try:
@@ -191,8 +191,6 @@ def snapshot(mail: Any) -> dict[str, Any]:
 
 def matched_where(targeting: dict[str, Any], specs: dict[str, FieldSpec]) -> tuple[str, list]:
     """WHERE clause over the customers table for stage 1."""
-    from okuru.customers.models import View
-
     if targeting.get("recipient_list_id"):
         return (
             f'"{CUSTOMERS}"."id" IN (SELECT m.customer_id FROM mailings_frozenlistmember m '

@@ -14,8 +14,12 @@ from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from django.utils import timezone
 
+from okuru.customers.models import Customer
 from okuru.lib import smtp
+from okuru.mailings import actions, ledger
+from okuru.mailings.models import Delivery, Mail, Relay
 
 
 def free_port() -> int:
@@ -158,8 +162,6 @@ class Watched(smtp.Connection):
 
 
 def make_relay(port: int, **kwargs: Any) -> Any:
-    from okuru.mailings.models import Relay
-
     return Relay.objects.create(
         name=kwargs.pop("name", f"sink-{port}"),
         host="127.0.0.1",
@@ -171,8 +173,6 @@ def make_relay(port: int, **kwargs: Any) -> Any:
 
 
 def make_customers(n: int, domain: str = "example.com", **fields: Any) -> None:
-    from okuru.customers.models import Customer
-
     batch = 2000
     for start in range(0, n, batch):
         Customer.objects.bulk_create(
@@ -184,9 +184,6 @@ def make_customers(n: int, domain: str = "example.com", **fields: Any) -> None:
 
 
 def make_mail(**kwargs: Any) -> Any:
-    from okuru.mailings import actions
-    from okuru.mailings.models import Mail
-
     values: dict[str, Any] = {
         "name": "Spring sale",
         "from_address": "news@shop.example",
@@ -202,11 +199,6 @@ def make_mail(**kwargs: Any) -> Any:
 
 def start(mail: Any) -> Any:
     """Create, reserve and freeze a delivery of ``mail`` now (no task kick)."""
-    from django.utils import timezone
-
-    from okuru.mailings import actions, ledger
-    from okuru.mailings.models import Delivery
-
     delivery = actions.create_delivery(mail, None)
     # Reserve for later, then make it due: "send now" would kick a task on commit, and tests
     # drive the worker themselves.

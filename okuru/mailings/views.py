@@ -69,6 +69,7 @@ from okuru.mailings import (
 )
 from okuru.mailings.messages import MessageBuilder
 from okuru.mailings.models import Delivery, Exclusion, Mail, Relay, TrackedLink
+from okuru.mailings.sending import CUSTOMER_COLUMNS
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 50
@@ -226,8 +227,6 @@ def _placeholder_urls(kind: str, recipient_id: int, link_id: int | None) -> str:
 
 
 def _customer_values(customer_id: int | None) -> dict[str, Any]:
-    from okuru.mailings.sending import CUSTOMER_COLUMNS
-
     qs = Customer.objects.values(*CUSTOMER_COLUMNS)
     row = qs.filter(pk=customer_id).first() if customer_id else qs.order_by("id").first()
     if row is None:  # no customer yet: merge fields render empty

@@ -12,7 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from okuru.customers.models import Customer, Topic
-from okuru.mailings import actions, sending
+from okuru.mailings import actions, ledger, sending
 from okuru.mailings.models import Delivery, ListCleaning, Recipient
 from okuru.mailings.testing import drain, make_mail, start
 
@@ -225,10 +225,10 @@ def test_error_counts_are_one_update_per_flush(sink, monkeypatch):
         sink.handler.rules[f"bad{i}@example.com"] = ["550 5.1.1 User unknown"]
     delivery = start(make_mail())
     flushes, statements = [], []
-    real_flush, real_prepared = sending.flush, sending._execute_prepared
-    monkeypatch.setattr(sending, "flush", lambda *a: flushes.append(a[2]) or real_flush(*a))
+    real_flush, real_prepared = ledger.flush, ledger._execute_prepared
+    monkeypatch.setattr(ledger, "flush", lambda *a: flushes.append(a[2]) or real_flush(*a))
     monkeypatch.setattr(
-        sending, "_execute_prepared", lambda *a: statements.append(a[0]) or real_prepared(*a)
+        ledger, "_execute_prepared", lambda *a: statements.append(a[0]) or real_prepared(*a)
     )
     # The first group is one row (the relay's speed is not known yet), then groups of 11 at most.
     w = worker(group_size=11, flush_interval=60)

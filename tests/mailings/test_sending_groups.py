@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from okuru.mailings import ledger as store
 from okuru.mailings import sending
 from okuru.mailings.ledger import reap_expired
 from okuru.mailings.models import Recipient, Relay
@@ -116,7 +117,7 @@ def test_a_flush_that_loses_a_deadlock_is_done_again(sink, monkeypatch):
 
     make_customers(10)
     delivery = start(make_mail())
-    real = sending.flush
+    real = store.flush
     failures = []
 
     def loses_once(delivery_id, token, outcomes, *args):
@@ -125,7 +126,7 @@ def test_a_flush_that_loses_a_deadlock_is_done_again(sink, monkeypatch):
             raise OperationalError("deadlock detected")
         return real(delivery_id, token, outcomes, *args)
 
-    monkeypatch.setattr(sending, "flush", loses_once)
+    monkeypatch.setattr(store, "flush", loses_once)
     w = worker(lambda r: None)
     drain(w, delivery)
     w.close()

@@ -267,11 +267,11 @@ def test_the_per_domain_rate_limit_defers_what_it_cannot_send_soon(sink):
 def test_a_lease_that_runs_out_makes_sending_rows_unknown_and_leased_rows_due_again(sink):
     make_customers(3)
     delivery = start(make_mail())
-    rows = sending.claim(delivery.pk, "dead.1", 3)
+    rows = ledger.claim(delivery.pk, "dead.1", 3)
     # Leased rows stay queued, but are not due for anyone else while the lease runs.
     assert statuses(delivery) == {"queued": 3}
-    assert sending.claim(delivery.pk, "other.1", 3) == []
-    flushed = sending.flush(delivery.pk, "dead.1", [], mark=[rows[0].id, rows[1].id])
+    assert ledger.claim(delivery.pk, "other.1", 3) == []
+    flushed = ledger.flush(delivery.pk, "dead.1", [], mark=[rows[0].id, rows[1].id])
     assert (flushed.status, flushed.marked) == ("running", {rows[0].id, rows[1].id})
     assert statuses(delivery) == {"sending": 2, "queued": 1}
     # The worker dies; its lease runs out.
@@ -282,16 +282,16 @@ def test_a_lease_that_runs_out_makes_sending_rows_unknown_and_leased_rows_due_ag
     assert ledger.reap_expired(lease=300) == 2
     assert statuses(delivery) == {"unknown": 2, "queued": 1}
     # The row that was only leased was never on the wire: the next worker takes it up.
-    assert [r.id for r in sending.claim(delivery.pk, "next.1", 10)] == [rows[2].id]
+    assert [r.id for r in ledger.claim(delivery.pk, "next.1", 10)] == [rows[2].id]
     # A worker that was only slow writes its outcome: the truth wins over "unknown".
-    sending.write_outcomes(delivery.pk, "dead.1", [sending.Outcome(rows[0].id, "sent")])
+    ledger.write_outcomes(delivery.pk, "dead.1", [ledger.Outcome(rows[0].id, "sent")])
     assert Recipient.objects.get(pk=rows[0].id).status == "sent"
     # Once an operator resolved a row, a late outcome does not touch it.
     actions.resolve_unknown(delivery, None, resend=False)
-    sending.write_outcomes(delivery.pk, "dead.1", [sending.Outcome(rows[1].id, "sent")])
+    ledger.write_outcomes(delivery.pk, "dead.1", [ledger.Outcome(rows[1].id, "sent")])
     assert Recipient.objects.get(pk=rows[1].id).status == "unknown"
     # Nor does a late outcome touch a row someone else holds now.
-    sending.write_outcomes(delivery.pk, "dead.1", [sending.Outcome(rows[2].id, "sent")])
+    ledger.write_outcomes(delivery.pk, "dead.1", [ledger.Outcome(rows[2].id, "sent")])
     assert Recipient.objects.get(pk=rows[2].id).status == "queued"
 
 
