@@ -6,7 +6,7 @@ CORPUS defaults to ../shared/bounce-corpus relative to the repository root. Ever
 ``emails/`` is parsed (exceptions counted, time per message measured); on ``labels-dev.json`` a
 file agrees when the number of failed recipients, their enhanced status codes and their hard flags
 all agree (a 5.0.9NN label is the labelling tool's placeholder for "no code": only its first digit
-counts; rows labelled delivered or feedback are not failures). Targets (issue #8): no exception,
+counts; rows labelled delivered or feedback are not failures). Targets: no exception,
 under 50 ms per message, agreement >= 95 %.
 """
 

@@ -11,7 +11,7 @@ reports its time and peak RSS; the two alternate ``--repeat`` times and each one
 kept (the machine is shared, so single runs are noisy). Two bare runs, each in another child,
 run the same SELECT through the same kind of cursor: "csv.writer" writes the raw values with
 ``csv.writer``, formatting nothing (what a plain export costs); "fetch" only fetches the rows,
-the floor no export can go under. Target (issue #2): >= 250,000 rows/s; peak memory < 300 MB.
+the floor no export can go under. Target: >= 250,000 rows/s; peak memory < 300 MB.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ is kept (the machine is shared: single runs are noisy).
 The bare limit reads no CSV and checks nothing; its rows are prepared in memory beforehand (not
 timed, and not part of its peak RSS that matters):
 
-* SQLite: ``sqlite3`` ``executemany`` of a per-row UPDATE that makes the same change (issue #2's
+* SQLite: ``sqlite3`` ``executemany`` of a per-row UPDATE that makes the same change (the
   definition), in two forms, ``json_patch(data, json_object('note', ?))`` as the import and
   ``json_set(data, '$.note', ?)``; the faster one is the limit. Inserts: ``executemany`` of a
   per-row INSERT.
@@ -27,7 +27,7 @@ timed, and not part of its peak RSS that matters):
   took, i.e. the same UPDATE without CSV parsing or COPY.
 
 Files: update = every customer's id; insert = empty ids (new customers); upsert = every other row
-an existing id, the others empty. Targets (issue #2): SQLite >= 200,000 rows/s and >= 0.4x the
+an existing id, the others empty. Targets: SQLite >= 200,000 rows/s and >= 0.4x the
 bare limit; PostgreSQL >= 150,000 rows/s; peak memory < 300 MB.
 """
 

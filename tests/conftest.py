@@ -3,6 +3,10 @@ operators admin or database design) and an outsider (logged in, no rights)."""
 
 from __future__ import annotations
 
+import shutil
+import ssl
+import subprocess
+
 import pytest
 from django.contrib.auth.models import Group, Permission
 from django.test import Client, override_settings
@@ -86,3 +90,30 @@ def media(tmp_path):
     """Files the app writes (uploads, exports) go to a folder of the test's own."""
     with override_settings(MEDIA_ROOT=tmp_path):
         yield tmp_path
+
+
+# A TLS server in a test (the relay sink, the bounce mailboxes) needs a certificate.
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 and localhost: (certificate file, key file)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = str(d / "cert.pem"), str(d / "key.pem")
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost",
+            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.fixture
+def server_context(certificate) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(*certificate)
+    return ctx

@@ -5,10 +5,7 @@ twice, and ``okuru bounces import`` of a file, an mbox and a directory."""
 from __future__ import annotations
 
 import io
-import shutil
 import smtplib
-import ssl
-import subprocess
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -33,31 +30,6 @@ def sent(db):
         for name in ("gone", "full", "fine"):
             Customer.objects.create(email=f"{name}@example.com")
         yield deliver()
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory) -> tuple[str, str]:
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is needed to make a test certificate")
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = str(d / "cert.pem"), str(d / "key.pem")
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost",
-            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
-@pytest.fixture
-def server_context(certificate) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(*certificate)
-    return ctx
 
 
 # -- the SMTP receiver -------------------------------------------------------------------------

@@ -7,9 +7,7 @@ the certificate trusted, the same relay works."""
 
 from __future__ import annotations
 
-import shutil
 import ssl
-import subprocess
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -22,32 +20,6 @@ from okuru.mailings.testing import Sink, drain, make_customers, make_mail, make_
 pytestmark = pytest.mark.django_db
 
 FAST = dict(batch_size=20, retry_base=0.01, retry_max=0.05, idle_sleep=0.01)
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory) -> tuple[str, str]:
-    """A self-signed certificate for 127.0.0.1 and localhost: (certificate file, key file)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is needed to make a test certificate")
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = str(d / "cert.pem"), str(d / "key.pem")
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost",
-            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
-@pytest.fixture
-def server_context(certificate) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(*certificate)
-    return ctx
 
 
 def sink_for(security: str, ctx: ssl.SSLContext, **kw) -> Sink:
