@@ -150,6 +150,7 @@ class SigningKey:
         else:
             raise ValueError(f"the key of {selector}._domainkey.{domain} is not {algorithm}")
         self._key = key
+        self.private_pem = private_pem
 
     def sign(self, data: bytes) -> bytes:
         if isinstance(self._key, rsa.RSAPrivateKey):
@@ -159,6 +160,22 @@ class SigningKey:
 
 
 Header = tuple[str, str]  # (name, value as written after "Name: ", folds and all)
+
+
+@dataclass
+class Unsigned:
+    """A message's DKIM-Signature fields but for their b= values (``Signer.prepare``):
+    ``to_sign`` holds, for each key, the bytes its private key must sign."""
+
+    tags: list[str]
+    to_sign: list[tuple[SigningKey, bytes]]
+
+    def finish(self, signatures: Sequence[bytes]) -> str:
+        """The DKIM-Signature header lines, given the signature of each ``to_sign``."""
+        return "".join(
+            f"DKIM-Signature: {tag}{_fold_b64(base64.b64encode(sig).decode('ascii'))}\r\n"
+            for tag, sig in zip(self.tags, signatures, strict=True)
+        )
 
 
 class Signer:
@@ -180,6 +197,12 @@ class Signer:
         ``headers`` are the message's header fields in order, ``body`` its body exactly as
         sent (before SMTP dot-stuffing).
         """
+        unsigned = self.prepare(headers, body)
+        return unsigned.finish([key.sign(data) for key, data in unsigned.to_sign])
+
+    def prepare(self, headers: Iterable[Header], body: bytes) -> Unsigned:
+        """Everything of ``sign`` but the private-key operations, which the caller may have
+        done elsewhere (``okuru.lib.dkim_process``) and hands to ``Unsigned.finish``."""
         by_name: dict[str, list[Header]] = {}
         for name, value in headers:
             by_name.setdefault(name.lower(), []).append((name, value))
@@ -198,16 +221,17 @@ class Signer:
         h = self._h_tags.get(names := tuple(signed_names))
         if h is None:  # the same few header sets come back message after message
             h = self._h_tags[names] = _fold_list(signed_names)
-        out = []
+        tags, to_sign = [], []
         for key in self.keys:
-            tags = (
+            tag = (
                 f"v=1; a={key.tag}; c=relaxed/relaxed; d={key.domain}; s={key.selector}; t={now};"
                 f"\r\n\th={h};\r\n\tbh={bh};\r\n\tb="
             )
-            to_sign = head + relaxed_header(b"DKIM-Signature", tags.encode("ascii"))[:-2]
-            b = base64.b64encode(key.sign(to_sign)).decode("ascii")
-            out.append(f"DKIM-Signature: {tags}{_fold_b64(b)}\r\n")
-        return "".join(out)
+            tags.append(tag)
+            to_sign.append(
+                (key, head + relaxed_header(b"DKIM-Signature", tag.encode("ascii"))[:-2])
+            )
+        return Unsigned(tags, to_sign)
 
     def sign_message(self, message: bytes) -> bytes:
         """``message`` (CRLF line ends, not dot-stuffed) with its signatures on top."""

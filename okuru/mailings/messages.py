@@ -49,6 +49,25 @@ class Envelope:
     message_id: str
 
 
+@dataclass(frozen=True)
+class Draft:
+    """A message's headers and body, not yet signed (``MessageBuilder.draft``)."""
+
+    sender: str
+    recipient: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    message_id: str
+
+    def envelope(self, signatures: str = "") -> Envelope:
+        """The message as sent: ``signatures`` (DKIM-Signature lines) on top of the headers."""
+        head = signatures + "".join([f"{name}: {value}\r\n" for name, value in self.headers])
+        data = head.encode("ascii") + CRLF + self.body
+        if b"\n." in data:  # SMTP dot-stuffing; base64 and our headers never need it
+            data = data.replace(b"\n.", b"\n..")
+        return Envelope(self.sender, self.recipient, data, self.message_id)
+
+
 def check_address(address: str) -> str:
     address = address.strip()
     if not ADDRESS_RE.match(address) or len(address) > 254 or ".." in address:
@@ -209,6 +228,15 @@ class MessageBuilder:
     def build(
         self, recipient_id: int, address: str, rendered: Rendered, unsubscribe_url: str
     ) -> Envelope:
+        """The message for one recipient, signed when the builder has a signer."""
+        draft = self.draft(recipient_id, address, rendered, unsubscribe_url)
+        return draft.envelope(self.signer.sign(draft.headers, draft.body) if self.signer else "")
+
+    def draft(
+        self, recipient_id: int, address: str, rendered: Rendered, unsubscribe_url: str
+    ) -> Draft:
+        """The message for one recipient before its DKIM signatures: the sending worker has
+        them computed by other threads (RSA releases the GIL) while it talks SMTP."""
         address = check_address(address)
         message_id = self.message_id(recipient_id)
         content_headers, body = self._body(rendered)
@@ -223,13 +251,7 @@ class MessageBuilder:
             *self.fixed_headers,
             *content_headers,
         ]
-        head = "".join([f"{name}: {value}\r\n" for name, value in headers])
-        if self.signer is not None:
-            head = self.signer.sign(headers, body) + head
-        data = head.encode("ascii") + CRLF + body
-        if b"\n." in data:  # SMTP dot-stuffing; base64 and our headers never need it
-            data = data.replace(b"\n.", b"\n..")
-        return Envelope(self.envelope_sender(recipient_id), address, data, message_id)
+        return Draft(self.envelope_sender(recipient_id), address, headers, body, message_id)
 
     def _body(self, rendered: Rendered) -> tuple[list[tuple[str, str]], bytes]:
         text, html = rendered.text, rendered.html

@@ -19,6 +19,9 @@ stops the delivery:
 * **Send.** Templates are compiled once per delivery (``Prepared``); one persistent SMTP
   connection per relay; rate limits per relay and per recipient domain (a row whose domain is
   saturated for longer than ``max_rate_wait`` goes back to the queue for later, unchanged).
+  A group is rendered first (``stage``), then sent in order (``deliver``): the DKIM signatures
+  of the messages rendered are meanwhile computed by a child process on another core
+  (``okuru.lib.dkim_process``), so signing costs the worker little more than it hands over.
 * **Outcomes** are written by the flush (``ledger.flush``).
 
 Failure classes (after GNU Mailman):
@@ -78,10 +81,11 @@ from okuru.bounces.kinds import error_weight
 from okuru.customers.fields import catalogue
 from okuru.customers.models import Customer
 from okuru.lib import signing, smtp
+from okuru.lib.dkim_process import SigningProcess, Ticket
 from okuru.mailings import ledger, relays
 from okuru.mailings.dkim_keys import signer_for
 from okuru.mailings.ledger import Claimed, Flushed, Outcome
-from okuru.mailings.messages import BadAddress, MessageBuilder
+from okuru.mailings.messages import BadAddress, Draft, Envelope, MessageBuilder
 from okuru.mailings.models import Delivery, Exclusion, ListCleaning, Recipient, Relay
 from okuru.mailings.rendering import CompiledMail, RenderError, UrlBuilder
 
@@ -116,6 +120,9 @@ class Config:
     retry_window: float = 24 * 3600.0
     max_rate_wait: float = 2.0  # per batch, sleeping for saturated recipient domains
     idle_sleep: float = 1.0
+    # DKIM private-key operations in a child process (``okuru.lib.dkim_process``), on another
+    # core while the worker renders and sends; False: in the worker itself.
+    signing_process: bool = True
 
 
 def give_back(row_id: int, later: datetime | None = None, note: str | None = None) -> Outcome:
@@ -180,6 +187,17 @@ class Prepared:
             self.per_message = (
                 sample if not self.per_message else 0.7 * self.per_message + 0.3 * sample
             )
+
+
+@dataclass
+class Staged:
+    """A rendered message waiting for its turn, its signatures under way (``Worker.stage``)."""
+
+    draft: Draft
+    signatures: Ticket | None
+
+    def envelope(self) -> Envelope:
+        return self.draft.envelope(self.signatures.result() if self.signatures else "")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,6 +277,7 @@ class Worker:
         self._last_counts: dict[int, float] = {}
         self._sleep_budget = 0.0
         self._deferred: dict[str, int] = {}
+        self._signing: SigningProcess | None = None
 
     # -- loop ------------------------------------------------------------------------------
 
@@ -288,6 +307,9 @@ class Worker:
             self.close()
 
     def close(self) -> None:
+        if self._signing is not None:
+            self._signing.close()
+            self._signing = None
         for conn in self.connections.values():
             conn.close()
         self.connections.clear()
@@ -341,9 +363,14 @@ class Worker:
             if flushed.status != Delivery.Status.RUNNING:
                 break  # paused or stopped: the flush put what it could not send back
             t0, done = time.monotonic(), 0
-            for row, customer in group:
-                if row.id not in flushed.marked:
-                    continue  # no longer ours (stopped, or taken over after a lapsed lease)
+            # The whole group is rendered first, its DKIM signatures computed by other threads
+            # meanwhile; then sent in order (``stage``, ``deliver``).
+            staged = [
+                (row, self.stage(p, row, customer))
+                for row, customer in group
+                if row.id in flushed.marked  # else no longer ours (stopped, or lease lapsed)
+            ]
+            for row, ready in staged:
                 if (
                     self.stopping
                     or later
@@ -352,7 +379,7 @@ class Worker:
                 ):
                     pending.append(give_back(row.id, later))
                     continue
-                outcome = self.send_one(p, row, customer)
+                outcome = ready if isinstance(ready, Outcome) else self.deliver(p, row, ready)
                 pending.append(outcome)
                 done += 1
                 if outcome.relay_down:
@@ -434,25 +461,12 @@ class Worker:
 
     # -- one message -----------------------------------------------------------------------
 
-    def send_one(self, p: Prepared, row: Claimed, customer: dict[str, Any]) -> Outcome:
+    def stage(self, p: Prepared, row: Claimed, customer: dict[str, Any]) -> Outcome | Staged:
+        """Render ``row``'s message and start its signatures; or its outcome when it cannot be
+        built (nothing sent)."""
         try:
-            domain = row.address.rsplit("@", 1)[1].lower()
-            relay_wait, domain_wait = self._rate_wait(p, domain)
-            if domain_wait > relay_wait:
-                # A saturated domain must not hold up the others: sleep for it only within
-                # the batch's budget, else give the row back, staggered by the domain's rate.
-                extra = domain_wait - relay_wait
-                if extra > self._sleep_budget:
-                    self._deferred[domain] = k = self._deferred.get(domain, 0) + 1
-                    delay = domain_wait + k * p.domains[domain].interval
-                    later = timezone.now() + timedelta(seconds=delay)
-                    return give_back(row.id, later)
-                self._sleep_budget -= extra
-            wait = max(relay_wait, domain_wait)
-            if wait:
-                time.sleep(wait)
             rendered = p.compiled.render(row.id, customer)
-            envelope = p.builder.build(row.id, row.address, rendered, rendered.unsubscribe_url)
+            draft = p.builder.draft(row.id, row.address, rendered, rendered.unsubscribe_url)
         except RenderError as e:
             # The template fails for this recipient's data, or costs more than a render may:
             # nothing was sent, and sending again would fail the same way. Not the address's
@@ -463,16 +477,8 @@ class Worker:
                 error_kind="other",
                 note=_("Not sent: %(error)s") % {"error": e.message},
             )
-        except (BadAddress, IndexError):
-            return Outcome(
-                row.id,
-                "failed",
-                error_kind="bad_format",
-                note=_("Not a valid e-mail address: %(address)s") % {"address": row.address},
-                error_weight=error_weight("bad_format"),
-                customer_id=row.customer_id,
-                address=row.address,
-            )
+        except BadAddress:
+            return self._bad_address(row)
         except Exception as e:
             log.exception("cannot build message for ledger row %s", row.id)
             return Outcome(
@@ -480,11 +486,58 @@ class Worker:
                 "unknown",
                 note=_("Not sent: unexpected error while rendering: %(error)s") % {"error": e},
             )
+        signer = p.builder.signer
+        if signer is None:
+            return Staged(draft, None)
+        unsigned = signer.prepare(draft.headers, draft.body)
+        if self._signing is None:
+            self._signing = SigningProcess(enabled=self.config.signing_process)
+        return Staged(draft, self._signing.submit(unsigned))
+
+    def deliver(self, p: Prepared, row: Claimed, staged: Staged) -> Outcome:
+        """Wait for the rate limits, then send a staged message."""
+        try:
+            domain = row.address.rsplit("@", 1)[1].lower()
+        except IndexError:
+            return self._bad_address(row)
+        relay_wait, domain_wait = self._rate_wait(p, domain)
+        if domain_wait > relay_wait:
+            # A saturated domain must not hold up the others: sleep for it only within the
+            # batch's budget, else give the row back, staggered by the domain's rate.
+            extra = domain_wait - relay_wait
+            if extra > self._sleep_budget:
+                self._deferred[domain] = k = self._deferred.get(domain, 0) + 1
+                delay = domain_wait + k * p.domains[domain].interval
+                return give_back(row.id, timezone.now() + timedelta(seconds=delay))
+            self._sleep_budget -= extra
+        try:
+            envelope = staged.envelope()
+        except Exception as e:
+            log.exception("cannot sign message for ledger row %s", row.id)
+            return Outcome(
+                row.id,
+                "unknown",
+                note=_("Not sent: unexpected error while signing: %(error)s") % {"error": e},
+            )
+        wait = max(relay_wait, domain_wait)
+        if wait:
+            time.sleep(wait)
         now = time.monotonic()
         p.relay_limit.take(now)
         if p.per_domain:
             p.domains[domain].take(now)
         return self.transmit(p, row, envelope)
+
+    def _bad_address(self, row: Claimed) -> Outcome:
+        return Outcome(
+            row.id,
+            "failed",
+            error_kind="bad_format",
+            note=_("Not a valid e-mail address: %(address)s") % {"address": row.address},
+            error_weight=error_weight("bad_format"),
+            customer_id=row.customer_id,
+            address=row.address,
+        )
 
     def _rate_wait(self, p: Prepared, domain: str) -> tuple[float, float]:
         """Seconds until the relay, and the recipient's domain, may take another message."""

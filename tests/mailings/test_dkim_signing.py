@@ -64,7 +64,8 @@ def signed_headers(data: bytes) -> list[set[str]]:
 
 
 @pytest.mark.django_db
-def test_every_message_the_worker_sends_verifies_with_both_keys():
+@pytest.mark.parametrize("signing_process", [True, False], ids=["child-process", "in-worker"])
+def test_every_message_the_worker_sends_verifies_with_both_keys(signing_process):
     Field.objects.create(key="name", label="Name", type="text")
     for i, name in enumerate(["山田 太郎", 'O\'Brien, "Pat"', "Zoë  Tab\there"]):
         Customer.objects.create(email=f"user{i}@example.org", data={"name": name})
@@ -80,9 +81,14 @@ def test_every_message_the_worker_sends_verifies_with_both_keys():
             open_tracking=True,
         )
         delivery = start(mail)
-        worker = sending.Worker(sending.Config(batch_size=10, idle_sleep=0.01))
+        config = sending.Config(batch_size=10, idle_sleep=0.01, signing_process=signing_process)
+        worker = sending.Worker(config)
         drain(worker, delivery)
+        child = worker._signing.proc if worker._signing else None
+        assert (child is not None) == signing_process
         worker.close()
+    if child is not None:
+        assert child.poll() is not None  # the worker's close ended its signing process
     assert len(sink.handler.messages) == 3
     records = dns_for([rsa_key, ed_key])
     for _sender, _rcpt, data in sink.handler.messages:
