@@ -289,6 +289,12 @@ def _add_list_cleaning(address: str, kind: str) -> bool:
     return created
 
 
+def cleaned(addresses: Iterable[str]) -> set[str]:
+    """Which of ``addresses`` list cleaning excludes, lower-cased (how they are stored)."""
+    wanted = {a.strip().lower() for a in addresses}
+    return set(ListCleaning.objects.filter(address__in=wanted).values_list("address", flat=True))
+
+
 def note_hard_failure(address: str, kind: str) -> bool:
     """A bad-format or unknown-user error for ``address`` (at send time or by a bounce): list
     cleaning excludes the address from every later delivery. Other kinds are ignored. True

@@ -86,7 +86,7 @@ from okuru.mailings import ledger, relays
 from okuru.mailings.dkim_keys import signer_for
 from okuru.mailings.ledger import Claimed, Flushed, Outcome
 from okuru.mailings.messages import BadAddress, Draft, Envelope, MessageBuilder
-from okuru.mailings.models import Delivery, Exclusion, ListCleaning, Recipient, Relay
+from okuru.mailings.models import Delivery, Exclusion, Recipient, Relay
 from okuru.mailings.rendering import CompiledMail, RenderError, UrlBuilder
 
 log = logging.getLogger(__name__)
@@ -424,11 +424,7 @@ class Worker:
                 *CUSTOMER_COLUMNS
             )
         }
-        cleaned = set(
-            ListCleaning.objects.filter(
-                address__in={r.address.strip().lower() for r in rows}
-            ).values_list("address", flat=True)
-        )
+        cleaned = bounce_actions.cleaned(r.address for r in rows)
         excluded, todo = [], []
         for row in rows:
             customer = customers.get(row.customer_id)
