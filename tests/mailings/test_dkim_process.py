@@ -6,6 +6,9 @@ from __future__ import annotations
 import io
 import os
 import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -105,3 +108,35 @@ def test_the_child_answers_failed_for_an_unknown_key_and_a_bad_pem():
         data = data[dkim_process._ANSWER.size + length :]
     assert [a[0] for a in answers] == [dkim_process.FAILED, dkim_process.FAILED]
     assert b"KeyError" in answers[1][1]
+
+
+def test_the_child_ends_when_its_worker_is_killed(tmp_path):
+    # A worker killed with SIGKILL cannot close anything: the kernel closes its end of the
+    # child's stdin, and the child must take that as the end rather than linger.
+    script = (
+        "import sys, time\n"
+        "from okuru.lib import dkim\n"
+        "from okuru.lib.dkim_process import SigningProcess\n"
+        "key = dkim.SigningKey('shop.example', 's1', 'ed25519', sys.stdin.read())\n"
+        "p = SigningProcess()\n"
+        "p.submit(dkim.Signer([key]).prepare([('From', 'a@shop.example')], b'x')).result()\n"
+        "print(p.proc.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    parent.stdin.write(ED.private_pem)
+    parent.stdin.close()
+    child_pid = int(parent.stdout.readline())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child_pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.kill(child_pid, signal.SIGKILL)
+    pytest.fail("the signing process outlived its killed worker")
