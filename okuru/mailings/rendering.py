@@ -70,10 +70,28 @@ HREF_RE = re.compile(r"""(<(?:a|area)\b[^>]*?\bhref\s*=\s*)(["'])(.*?)\2""", re.
 TEXT_URL_RE = re.compile(r"https?://[A-Za-z0-9\-._~:/?#\[\]@!$&()*+,;=%]+")
 TRAILING_PUNCT = ".,;:!?)]"
 BODY_END_RE = re.compile(r"</body\s*>", re.I)
-PIXEL = (
+# The open pixel: a 1×1 transparent GIF, which is not content. In a mail whose author put an
+# image in the HTML it is an <img>, read by every mail program that shows images. In a mail
+# without one it is the background of a 1×1 table cell, read by the programs that show
+# background images (Gmail, Apple Mail, Outlook on the web, the new Outlook, Outlook for Mac,
+# Thunderbird), not by classic Outlook for Windows, whose Word engine draws no backgrounds (a
+# click there still counts as an open). A background is how HTML marks an image as decoration
+# rather than content, and spam filters judge the content: SpamAssassin's HTML_IMAGE_ONLY_*
+# fires on any <img> in HTML of under 3,200 bytes, so an <img> pixel made a short text mail
+# score as an image-only one. With this choice the pixel never changes that verdict: a mail
+# without images stays one, and a mail of the author's images is judged as it was written.
+# The URL is in plain sight either way (SpamAssassin reads <td background> URLs too).
+PIXEL_IMG = (
     '<img src="{{ OKURU_OPEN }}" width="1" height="1" alt="" '
     'style="display:block;border:0;width:1px;height:1px">'
 )
+PIXEL_BACKGROUND = (
+    '<table role="presentation" border="0" cellpadding="0" cellspacing="0"><tr>'
+    '<td background="{{ OKURU_OPEN }}" width="1" height="1"></td></tr></table>'
+)
+# An <img> element as SpamAssassin's HTML parser (and a browser) sees one. Matched anywhere in
+# the source, so one in a comment or an untaken {% if %} branch keeps the <img> pixel.
+IMG_TAG_RE = re.compile(r"<img[\s/>]", re.I)
 
 
 class LimitExceeded(SecurityError):
@@ -743,11 +761,14 @@ def rewrite_text(source: str, links: dict[str, int]) -> str:
 
 
 def insert_pixel(source: str) -> str:
+    """``source`` with the open pixel before its last ``</body>`` (or at its end): an ``<img>``
+    when the author's HTML has an image, a table cell's background when it has none."""
+    pixel = PIXEL_IMG if IMG_TAG_RE.search(source) else PIXEL_BACKGROUND
     ends = list(BODY_END_RE.finditer(source))
     if not ends:
-        return source + PIXEL
+        return source + pixel
     at = ends[-1].start()
-    return source[:at] + PIXEL + source[at:]
+    return source[:at] + pixel + source[at:]
 
 
 # ---------------------------------------------------------------------------------------------

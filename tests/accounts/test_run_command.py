@@ -111,6 +111,24 @@ def sleeper(name: str) -> run.Child:
     return run.Child(name, [sys.executable, "-c", "import time; time.sleep(60)"])
 
 
+def test_the_banner_names_the_capture_and_bounce_smtp_addresses(settings):
+    settings.CAPTURE_SMTP_PORT, settings.BOUNCE_SMTP_PORT = 2525, 2526
+    settings.BOUNCE_SMTP_HOST = "127.0.0.1"
+    lines = run.banner("http://127.0.0.1:8000/", "note", capture=True)
+    assert lines == [
+        "Okuru is starting: http://127.0.0.1:8000/accounts/login/",
+        "note",
+        "  captured mail:  http://127.0.0.1:8000/capture/  (SMTP 127.0.0.1:2525)",
+        "  bounces:        http://127.0.0.1:8000/bounces/  (SMTP 127.0.0.1:2526)",
+        "  press Ctrl-C to stop",
+    ]
+    settings.BOUNCE_SMTP_HOST, settings.BOUNCE_SMTP_PORT = "::", 25
+    assert "(SMTP [::]:25)" in run.banner("http://localhost:8000/", "note", capture=False)[2]
+    settings.BOUNCE_SMTP_PORT = 0  # no bounce receiver started, none announced
+    lines = run.banner("http://localhost:8000/", "note", capture=False)
+    assert not [line for line in lines if "SMTP" in line]
+
+
 def test_when_a_child_dies_the_others_are_stopped():
     crasher = run.Child("crasher", [sys.executable, "-c", "import sys; sys.exit(3)"])
     survivor = sleeper("survivor")
@@ -230,6 +248,8 @@ def test_okuru_run_serves_the_login_page_captures_mail_and_stops_on_sigterm(tmp_
     output = log.read()
     log.close()
     assert "first operator: admin" in output
+    assert f"(SMTP 127.0.0.1:{smtp_port})" in output
+    assert f"bounces/  (SMTP 127.0.0.1:{bounce_port})" in output
     assert f"web server listening on http://127.0.0.1:{web_port}/" in output
     # Every log line of the children once, not once from their handler and once from the root's.
     lines = [line for line in output.splitlines() if line.strip()]

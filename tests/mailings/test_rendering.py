@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from email import message_from_bytes, policy
+from html.parser import HTMLParser
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -216,6 +217,47 @@ def test_tracking_can_be_switched_off():
     r = render(mail, customer)
     assert 'href="https://shop.example/sale"' in r.html
     assert "/t/o/" not in r.html and "/t/c/" not in r.html
+
+
+class _Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def tags(html: str) -> list[tuple[str, dict]]:
+    parser = _Tags()
+    parser.feed(html)
+    parser.close()
+    return parser.tags
+
+
+@pytest.mark.parametrize(
+    "body, where",
+    [
+        ("<p>Hi {{ email }}</p>", ("td", "background")),
+        ("<p>An <imgur> is not an image</p>", ("td", "background")),
+        ('<p>Hi</p><IMG SRC="https://shop.example/a.png" alt="A">', ("img", "src")),
+        ('<p>Hi</p><img\nsrc="https://shop.example/a.png" alt="A">', ("img", "src")),
+    ],
+)
+def test_the_open_pixel_is_an_img_only_beside_the_authors_own_images(body, where):
+    """A 1×1 pixel is not content: in HTML without images it is a table cell's background,
+    so the message has no image the author did not put there (spam filters score short HTML
+    with any <img> as an image mail); beside the author's images it is an <img>."""
+    customer = Customer.objects.create(email="a@example.com")
+    mail = make_mail(html_body=f"<html><body>{body}</body></html>")
+    html = render(mail, customer, recipient_id=5).html
+    pixel = signing.url_for("open", 5)
+    found = [(tag, name) for tag, attrs in tags(html) for name, v in attrs.items() if v == pixel]
+    assert found == [where]
+    images = [attrs.get("src") for tag, attrs in tags(html) if tag == "img"]
+    authors = [attrs.get("src") for tag, attrs in tags(body) if tag == "img"]
+    assert images == authors + ([pixel] if authors else [])
+    assert html.index(pixel) < html.index("</body>")
 
 
 def test_removed_links_stay_for_messages_already_sent():

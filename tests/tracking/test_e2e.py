@@ -27,7 +27,7 @@ def test_the_urls_in_a_sent_message_record_opens_clicks_and_unsubscribe():
         assert len(sink.handler.messages) == 2
         msg = sink.handler.parsed(0)
     html = msg.get_body(("html",)).get_content()
-    pixel = re.search(r'<img src="([^"]+/t/o/[^"]+)"', html).group(1)
+    pixel = re.search(r'="([^"]+/t/o/[^"]+)"', html).group(1)  # <img src> or <td background>
     click = re.search(r'<a href="([^"]+/t/c/[^"]+)"', html).group(1)
     unsubscribe = msg["List-Unsubscribe"].strip("<>")
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"

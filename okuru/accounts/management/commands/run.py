@@ -182,6 +182,23 @@ def announce_when_listening(
             stop.wait(POLL_INTERVAL)
 
 
+def banner(url: str, login_note: str, capture: bool) -> list[str]:
+    """What ``run`` says on starting: where to log in and where its SMTP servers listen."""
+    lines = [f"Okuru is starting: {url}accounts/login/", login_note]
+    if capture:
+        lines.append(
+            f"  captured mail:  {url}capture/  (SMTP 127.0.0.1:{settings.CAPTURE_SMTP_PORT})"
+        )
+    if settings.BOUNCE_SMTP_PORT:
+        host = settings.BOUNCE_SMTP_HOST
+        address = f"[{host}]" if ":" in host else host
+        lines.append(
+            f"  bounces:        {url}bounces/  (SMTP {address}:{settings.BOUNCE_SMTP_PORT})"
+        )
+    lines.append("  press Ctrl-C to stop")
+    return lines
+
+
 def child_env(url: str) -> dict[str, str]:
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="okuru.settings", PYTHONUNBUFFERED="1")
     # Links in job notices must point where the web server really is.
@@ -191,8 +208,8 @@ def child_env(url: str) -> dict[str, str]:
 
 class Command(BaseCommand):
     help = (
-        "Run Okuru: web server, task worker and capture SMTP server, after migrating and "
-        "creating the first operator."
+        "Run Okuru: web server, task and tracking workers, capture SMTP server and bounce SMTP "
+        "receiver, after migrating and creating the first operator."
     )
 
     def add_arguments(self, parser) -> None:
@@ -230,13 +247,8 @@ class Command(BaseCommand):
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: supervisor.stop_requested.set())
 
-        self.say(f"Okuru is starting: {url}accounts/login/")
-        self.say(login_note)
-        if capture:
-            self.say(
-                f"  captured mail:  {url}capture/  (SMTP 127.0.0.1:{settings.CAPTURE_SMTP_PORT})"
-            )
-        self.say("  press Ctrl-C to stop")
+        for line in banner(url, login_note, capture):
+            self.say(line)
         # gunicorn's own "Listening at" line is empty with --reuse-port (each worker binds its
         # own socket), so say where the web server answers once it does.
         threading.Thread(
