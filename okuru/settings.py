@@ -233,6 +233,15 @@ CAPTURE_SMTP_PORT = envint("CAPTURE_SMTP_PORT", "2525")
 # redirect to it), and the return-path domain's MX pointing here.
 BOUNCE_SMTP_HOST = os.getenv("BOUNCE_SMTP_HOST", "127.0.0.1")
 BOUNCE_SMTP_PORT = envint("BOUNCE_SMTP_PORT", "2526")
+# Besides the per-recipient return paths (bounce+...), the local parts the receiver takes mail
+# for: postmaster (RFC 5321 4.5.1), abuse, and the addresses registered for feedback loops.
+# Mail to any other address of the bounce domain is refused at RCPT TO, so spam to made-up
+# addresses never fills the queue of messages kept for a human.
+BOUNCE_SMTP_ACCEPT = [
+    p.strip().lower()
+    for p in os.getenv("BOUNCE_SMTP_ACCEPT", "postmaster,abuse,fbl,bounce,bounces").split(",")
+    if p.strip()
+]
 # Per-recipient delivery detail (ledger rows, events) is purged after this many days (3 months
 # + 1 month); the summary counts stay on each delivery.
 MAILINGS_RETENTION_DAYS = envint("MAILINGS_RETENTION_DAYS", "122")

@@ -1,9 +1,10 @@
 """The bounce SMTP receiver: aiosmtpd listening for mail to the bounce domain.
 
 Point the return-path domain's MX at this server (``okuru bounce-smtp``; ``okuru run`` starts it
-on ``BOUNCE_SMTP_PORT``). It never relays: every message it accepts is handed to
-``actions.receive`` with its envelope recipients (the VERP addresses), stored, matched and
-applied. A message is accepted ("250") only once it is stored; a database failure answers
+on ``BOUNCE_SMTP_PORT``). It never relays, and takes mail only for return paths and the few
+addresses of ``BOUNCE_SMTP_ACCEPT`` (postmaster, abuse, feedback loops); every message it
+accepts is handed to ``actions.receive`` with its envelope recipients (the VERP addresses),
+stored, matched and applied. A message is accepted ("250") only once it is stored; a database failure answers
 "451", so the sending MTA keeps it and tries again later — nothing is lost.
 
 aiosmtpd runs an asyncio loop in its own thread; the ORM is synchronous, so each message is
@@ -18,9 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from django.conf import settings
 from django.db import close_old_connections, connections
 
-from okuru.bounces import actions
+from okuru.bounces import actions, verp
 from okuru.bounces.models import Bounce
 
 log = logging.getLogger(__name__)
@@ -37,9 +39,24 @@ def store(mail_from: str, recipients: list[str], raw: bytes) -> Bounce:
     return bounce
 
 
+def accepts(address: str) -> bool:
+    """Whether the receiver takes mail for ``address``: a return path (``verp.shaped``), or a
+    local part of ``BOUNCE_SMTP_ACCEPT`` (postmaster, abuse, feedback-loop addresses)."""
+    local = address.strip().strip("<>").rsplit("@", 1)[0]
+    return verp.shaped(local) or local.lower() in settings.BOUNCE_SMTP_ACCEPT
+
+
 class BounceHandler:
     def __init__(self) -> None:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bounce-db")
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
+    ) -> str:
+        if not accepts(address):
+            return "550 5.1.1 No such mailbox: this server takes bounces and reports only"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""

@@ -74,6 +74,14 @@ def address(delivery_id: int, recipient_id: int, domain: str) -> str:
     return f"{local_part(delivery_id, recipient_id)}@{domain}"
 
 
+def shaped(local: str) -> bool:
+    """Whether a local part has the form of a return path, signed or legacy, valid or not:
+    the receiver takes such mail in and matching decides (a bounce to a return path signed
+    before a SECRET_KEY rotation is kept for a human, not refused)."""
+    local = local.strip().lower()
+    return len(local) <= 64 and bool(SIGNED_RE.match(local) or LEGACY_RE.match(local))
+
+
 def read(text: str) -> Verp | None:
     """The ledger row a VERP address names: signed, or legacy (unsigned), or None.
 

@@ -212,3 +212,35 @@ def test_import_reads_a_file_an_mbox_and_a_directory_once(sent, tmp_path):
     assert entry.detail == {"count": 4, "inserted": 3}
     with pytest.raises(CommandError, match="No such file"):
         call_command("bounces", "import", str(tmp_path / "missing"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_receiver_refuses_mail_for_made_up_addresses_and_keeps_nothing_of_it(sent):
+    # Spam to invented addresses of the bounce domain must not fill the queue kept for a human.
+    row = row_of(sent, "gone@example.com")
+    forged = return_path(row).replace("bounce+", "bounce+0", 1)  # shaped, signature wrong
+    port = free_port()
+    controller = make_controller("127.0.0.1", port)
+    controller.start()
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+                client.sendmail("spam@example.net", ["sales@bounce.shop.example"], UNRECOGNISED)
+            code, text = refused.value.recipients["sales@bounce.shop.example"]
+            assert code == 550 and b"5.1.1" in text
+            # One good recipient is enough for the message to be taken, for it alone.
+            refused = client.sendmail(
+                "", ["nobody@bounce.shop.example", "Postmaster@bounce.shop.example"], UNRECOGNISED
+            )
+            assert set(refused) == {"nobody@bounce.shop.example"}
+            # A return path whose signature does not check is still taken in (signed before a
+            # SECRET_KEY rotation, say); matching, not the receiver, decides what it names.
+            other = UNRECOGNISED.replace(b"<hello-1@", b"<hello-2@")  # not a duplicate
+            assert client.sendmail("", [forged], other) == {}
+    finally:
+        controller.stop()
+    kept = list(Bounce.objects.order_by("id"))
+    assert [b.envelope_to for b in kept] == ["Postmaster@bounce.shop.example", forged]
+    assert [b.outcome for b in kept] == ["unparsed", "unparsed"]
+    row.refresh_from_db()
+    assert row.status == "sent"  # the forged return path failed nothing
