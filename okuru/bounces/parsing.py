@@ -905,6 +905,9 @@ def _notice_recipients(
                 continue
             seen_inline.add(address)
             inline.append((address, i))
+            # One recipient per sentence line: a second address on it describes the first
+            # ("a@example.com <b@example.net>: malformed address", "to a@x (alias of b@y)").
+            break
     found = leading or replied or inline
     transcript = not leading and bool(replied)
     failed = [a.strip().lower() for a in _header(msg, "X-Failed-Recipients").split(",") if "@" in a]

@@ -274,3 +274,18 @@ Transcript of session follows.
 def test_it_classifies_these_wordings(status, reply, text, expected):
     # As replies to RCPT TO, where an unknown-user wording would be believed.
     assert kinds.classify(status, reply, text, "RCPT") == expected
+
+
+def test_a_second_address_on_a_notices_line_describes_the_first():
+    raw = b"""From: Mail Delivery System <Mailer-Daemon@mx.example.net>
+To: news@okuru.example.com
+Subject: Mail failure - malformed recipient address
+
+A message that you sent contained one or more recipient addresses that were
+incorrectly constructed:
+
+  first@example.com <second@example.net>: malformed address: <second@example.net> may not follow first@example.com
+
+This address has been ignored.
+"""
+    assert [f.recipient for f in parse(raw).failures] == ["first@example.com"]
