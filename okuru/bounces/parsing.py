@@ -1066,7 +1066,7 @@ def _complaint(msg: Message, parts: list[Part]) -> Complaint | None:
     report_type = str(report_type).lower()
     feedback = [p for p in parts if p.ctype == "message/feedback-report"]
     if not feedback and report_type != "feedback-report":
-        return None
+        return _hotmail_complaint(msg, parts)
     fields: dict[str, str] = {}
     for group in feedback[0].fields or [] if feedback else []:
         for name, value in group:
@@ -1085,6 +1085,22 @@ def _complaint(msg: Message, parts: list[Part]) -> Complaint | None:
         feedback_type=fields.get("feedback-type", "abuse").lower(),
         user_agent=fields.get("user-agent", ""),
     )
+
+
+# Hotmail's feedback loop before ARF: the complained-about message attached whole under the
+# subject "complaint about message from <IP>".
+HOTMAIL_COMPLAINT_RE = re.compile(r"^\s*complaint about message from \S+", re.I)
+
+
+def _hotmail_complaint(msg: Message, parts: list[Part]) -> Complaint | None:
+    if not HOTMAIL_COMPLAINT_RE.match(_header(msg, "Subject")):
+        return None
+    original = next((p.message for p in parts if p.message is not None), None)
+    if original is None:
+        return None
+    to = _header(original, "To")
+    recipients = [m.group(0).lower() for m in ADDRESS_RE.finditer(to)][:1]
+    return Complaint(recipients=recipients, feedback_type="abuse")
 
 
 # -- Amazon SES notifications by mail (SNS e-mail subscription) ------------------------------

@@ -289,3 +289,28 @@ incorrectly constructed:
 This address has been ignored.
 """
     assert [f.recipient for f in parse(raw).failures] == ["first@example.com"]
+
+
+def test_it_reads_hotmails_pre_arf_complaint():
+    raw = b"""From: staff@hotmail.com
+To: abuse@okuru.example.com
+Subject: complaint about message from 192.0.2.22
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="B"
+
+--B
+Content-Type: message/rfc822
+Content-Disposition: inline
+
+To: reader@example.com
+From: Shop <news@okuru.example.com>
+Subject: Sale
+Message-ID: <42.7@okuru.example.com>
+
+Hello
+--B--
+"""
+    report = parse(raw)
+    assert report.failures == []
+    assert report.complaint is not None
+    assert report.complaint.recipients == ["reader@example.com"]
