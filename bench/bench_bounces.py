@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/bench_bounces.py [CORPUS] [--show-misses]
 
-CORPUS defaults to ../shared/bounce-corpus relative to the repository root. Every message in
-``emails/`` is parsed (exceptions counted, time per message measured); on ``labels-dev.json`` a
-file agrees when the number of failed recipients, their enhanced status codes and their hard flags
+CORPUS defaults to $OKURU_BOUNCE_CORPUS, else ../shared/bounce-corpus relative to the repository
+root. Every message in ``emails/`` is parsed (exceptions counted, time per message measured); on
+``labels-dev.json`` a file agrees when the number of failed recipients, their enhanced status codes and their hard flags
 all agree (a 5.0.9NN label is the labelling tool's placeholder for "no code": only its first digit
 counts; rows labelled delivered or feedback are not failures). Targets: no exception,
 under 50 ms per message, agreement >= 95 %.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -58,7 +59,12 @@ def agrees(rows: list, failures: list[dict]) -> bool:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("corpus", nargs="?", default=str(ROOT.parent / "shared" / "bounce-corpus"))
+    ap.add_argument(
+        "corpus",
+        nargs="?",
+        default=os.environ.get("OKURU_BOUNCE_CORPUS")
+        or str(ROOT.parent / "shared" / "bounce-corpus"),
+    )
     ap.add_argument("--show-misses", action="store_true", help="print each disagreeing file")
     args = ap.parse_args()
     corpus = Path(args.corpus)

@@ -144,6 +144,7 @@ TEXT_REASONS: tuple[tuple[str, re.Pattern[str]], ...] = (
             r"too much mail data",
             r"out of storage space",
             r"user is over (?:the )?quota",
+            r"(?:mailbox|account) exceeds (?:the )?(?:allowed|maximum) size",
         ),
     ),
     (
@@ -330,6 +331,8 @@ TEXT_REASONS: tuple[tuple[str, re.Pattern[str]], ...] = (
             r"not permitted to relay",
             r"unable to relay",
             r"relay not allowed",
+            r"open relay",
+            r"insecure mail relay",
         ),
     ),
     (
@@ -346,6 +349,7 @@ TEXT_REASONS: tuple[tuple[str, re.Pattern[str]], ...] = (
         _patterns(
             r"too many (?:connections|recipients|messages|mails|errors|hops)",
             r"rate limit",
+            r"receiving mail (?:at a rate|too quickly)",
             r"try again later",
             r"throttl",
         ),
@@ -557,7 +561,39 @@ def command_of(text: str) -> str:
 FAILED_REPLY_RE = re.compile(r"(?<![\w.#\-/:])[45][0-5]\d(?:[ \-]|$)", re.M)
 
 
+# Wordings precise enough to outweigh an enhanced code that says otherwise: a refusal of the
+# sender under X.1.0 ("other address status", which servers use for either address), and
+# Gmail's disabled account under X.2.1 (which the status table reads as an unknown mailbox).
+STRONG_TEXT_REASONS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (
+        "rejected",
+        _patterns(
+            r"\bsender (?:address )?(?:rejected|denied|refused|not allowed|blocked)",
+            r"\bsender (?:address |domain )?(?:is )?(?:invalid|unknown)",
+            r"domain of sender address \S+ does not exist",
+        ),
+    ),
+    (
+        "suspend",
+        _patterns(
+            r"(?:email )?account (?:that )?you tried to reach is (?:disabled|inactive|suspended)",
+        ),
+    ),
+)
+
+
+def _strong_text_reason(text: str) -> str:
+    low = " ".join(text.lower().split())
+    for cause, pattern in STRONG_TEXT_REASONS:
+        if pattern.search(low):
+            return cause
+    return ""
+
+
 def _base_reason(status: str, reply_code: str, text: str) -> str:
+    strong = _strong_text_reason(text)
+    if strong:
+        return strong
     by_text = text_reason(text)
     by_status = status_reason(status)
     if by_text and not (by_text in WEAK_TEXT_REASONS and by_status and not status.endswith(".0.0")):
@@ -591,6 +627,8 @@ AUTHORITATIVE_REASONS: tuple[tuple[str, re.Pattern[str]], ...] = (
             r"msexch:.{0,200}\(000c05a6\)",
             r"<[^<>\s]+@[^<>\s]+>\.{3} user not exist",
             r"\buser \([^()\s]+@[^()\s]+\) unknown\.",
+            # Gmail's own verdict in its "Address not found" notice.
+            r"because the address couldn't be found\. check for typos",
         ),
     ),
     ("filtered", _patterns(r"msexch:.{0,200}\(000c0595\)", r"cannot route mail to user")),

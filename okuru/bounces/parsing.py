@@ -17,7 +17,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from email import message_from_bytes
-from email.header import decode_header, make_header
+from email.header import Header, decode_header, make_header
 from email.message import Message
 from email.parser import HeaderParser
 from email.policy import compat32
@@ -175,6 +175,16 @@ def _header(msg: Message, name: str) -> str:
         return ""
     if value is None:
         return ""
+    if isinstance(value, Header):
+        # Raw 8-bit bytes in a header (Japanese carriers send them unencoded): read them as
+        # UTF-8 when they are, not as replacement characters.
+        try:
+            return "".join(
+                data if isinstance(data, str) else _decode(data[:MAX_TEXT], _charset(charset))
+                for data, charset in decode_header(value)
+            )[:MAX_TEXT]
+        except Exception:  # the email package's failure modes are not enumerable
+            pass
     value = str(value)[:MAX_TEXT]
     try:
         return str(make_header(decode_header(value)))
@@ -182,12 +192,28 @@ def _header(msg: Message, name: str) -> str:
         return value
 
 
+JAPANESE_CHARSET_RE = re.compile(
+    r"(?:iso-?2022-?jp|euc-?jp|x-euc-jp|shift[_-]?jis|x-sjis|sjis|cp932|windows-31j)", re.I
+)
+
+
+def _charset(name: str | None) -> str | None:
+    return None if not name or name.lower() == "unknown-8bit" else name
+
+
 def _decode(data: bytes, charset: str | None) -> str:
-    for name in (charset, "utf-8"):
+    """Bytes as text: in the declared charset when they are valid in it, else as UTF-8 when they
+    are valid UTF-8 (a part labelled ISO-2022-JP that a gateway re-encoded), else in the declared
+    charset with replacement characters."""
+    tries = [(charset, "strict"), ("utf-8", "strict")]
+    if charset and JAPANESE_CHARSET_RE.match(charset):
+        # Japanese mailers label EUC-JP or Shift_JIS text as ISO-2022-JP and the reverse.
+        tries += [(name, "strict") for name in ("iso-2022-jp", "euc-jp", "cp932")]
+    for name, errors in (*tries, (charset, "replace")):
         if not name:
             continue
         try:
-            return data.decode(name, "replace")
+            return data.decode(name, errors)
         except (LookupError, TypeError, ValueError):
             continue
     return data.decode("latin-1")
@@ -200,6 +226,12 @@ def _address(text: str) -> str:
 
 def _enhanced(text: str) -> list[str]:
     return [".".join(m.groups()) for m in kinds.ENHANCED_RE.finditer(text)]
+
+
+def _failure_codes(text: str) -> list[str]:
+    """The enhanced codes of failures (4.x.x, 5.x.x) in a text; a transcript's "250 2.1.5 Ok"
+    to an earlier command is not the failure's code."""
+    return [code for code in _enhanced(text) if code[0] in "45"]
 
 
 def _best_status(codes: list[str]) -> str:
@@ -457,7 +489,14 @@ def _read_outer(msg: Message, parts: list[Part]) -> Report:
         dsn_groups = _embedded_dsn(notice)
     if dsn_groups:
         _read_dsn(report, dsn_groups, notice, msg)
-        if report.failures or report.delayed:
+        if report.failures or report.delayed or _dsn_reports_success(dsn_groups):
+            # A DSN that reports only deliveries (a success notice, a Postfix address
+            # verification) is not a bounce whatever its text part says.
+            return report
+
+    if _is_fml_notice(msg):
+        _read_fml(report, subject, notice)
+        if report.failures:
             return report
 
     looks_like_bounce = _looks_like_bounce(msg, subject, notice)
@@ -589,7 +628,7 @@ def _read_dsn(
         if not recipient or recipient in seen:
             continue
         action = fields.get("action", "").strip().lower().split(" ")[0]
-        if action in ("delivered", "relayed", "expanded"):
+        if action in SUCCESS_ACTIONS:
             continue
         diagnostic = fields.get("diagnostic-code", "")
         diagnostic_text = re.sub(r"^\s*[\w\-]+\s*;\s*", "", diagnostic)
@@ -634,6 +673,25 @@ def _read_dsn(
             )
         )
         seen.add(recipient)
+
+
+SUCCESS_ACTIONS = ("delivered", "relayed", "expanded", "deliverable")
+
+
+def _dsn_reports_success(groups: list[list[tuple[str, str]]]) -> bool:
+    """Whether the DSN names recipients and reports each of them delivered (an action of
+    delivered, relayed or expanded, Postfix's "deliverable", or a 2.x.x status)."""
+    named = 0
+    for group in groups:
+        fields = {name.lower(): value for name, value in reversed(group)}
+        if not (fields.get("final-recipient") or fields.get("original-recipient")):
+            continue
+        named += 1
+        action = fields.get("action", "").strip().lower().split(" ")[0]
+        status = fields.get("status", "").strip()
+        if action not in SUCCESS_ACTIONS and not (status.startswith("2.") and not action):
+            return False
+    return named > 0
 
 
 # PowerMTA writes its own classification of each failure into the DSN.
@@ -725,11 +783,11 @@ def _read_notice(report: Report, msg: Message, subject: str, notice: str) -> Non
         and not PERMANENT_RE.search(notice)
     )
     for recipient, block in recipients[:MAX_RECIPIENTS]:
-        codes = _enhanced(block)
+        codes = _failure_codes(block)
         reply_code = _reply(block)
         text = block
         if not codes and not reply_code and len(recipients) == 1:
-            codes, reply_code, text = _enhanced(notice), _reply(notice), notice
+            codes, reply_code, text = _failure_codes(notice), _reply(notice), notice
         status = _best_status(codes)
         if not status:
             first = reply_code[:1] if reply_code[:1] in ("4", "5") else ("4" if delayed else "5")
@@ -743,7 +801,15 @@ def _read_notice(report: Report, msg: Message, subject: str, notice: str) -> Non
                 # conditions of the moment (4.x.x), though Exim stops trying.
                 first = "4"
             status = f"{first}.0.0"
-        failure = _failure(recipient, status, reply_code, text, notice)
+        # A transcript entry carries its own commands; another entry's ">>> MAIL From:" above
+        # it is not about this recipient.
+        first_line = block.lstrip("\n").split("\n", 1)[0][:1000]
+        own = bool(
+            REPLY_LEADING_RE.match(first_line)
+            or SESSION_LINE_RE.match(first_line)
+            or TALKING_RE.match(first_line)
+        )
+        failure = _failure(recipient, status, reply_code, text, text if own else notice)
         if delayed:
             report.delayed.append(failure)
         else:
@@ -765,6 +831,26 @@ LEADING_ADDRESS_RE = re.compile(
 )
 
 
+# A reply line that names the recipient it refuses, as Sendmail writes its transcript
+# ("550 <user@example.com>... User unknown", "554 user@example.com... Service unavailable")
+# and as mailers quote a remote refusal on a line of its own ("550 5.1.1 <user@example.com>:
+# Recipient address rejected").
+REPLY_LEADING_RE = re.compile(
+    r"^[ \t]*[45]\d\d[ \t-]+(?:[45]\.\d{1,3}\.\d{1,3}[ \t]+)?(?:<("
+    + ADDRESS_RE.pattern
+    + r")>[ \t]*(?:\.\.\.|:|,)|("
+    + ADDRESS_RE.pattern
+    + r")\.\.\.)",
+    re.I,
+)
+# A Sendmail transcript line about another recipient or host ("550 example.org (smtp)... 550
+# Host unknown"), or the start of another host's section, ends a recipient's entry.
+CODED_ENTRY_RE = re.compile(r"^[ \t]*[45]\d\d [^\s.][^\s]*(?: \([^)]{0,40}\))?\.\.\. ")
+TALKING_RE = re.compile(r"^[ \t]*(?:\.\.\. )?while talking to ", re.I)
+SESSION_LINE_RE = re.compile(r"^[ \t]*(?:>>>|<<<) ")
+ABOUT_SENDER_RE = re.compile(r"\bsender\b|\bmail from\b", re.I)
+
+
 # Lines of a quoted original (or of the notice's own headers) name senders and message ids.
 HEADER_LINE_RE = re.compile(
     r"^\s*(?:message-id|received|in-reply-to|references|return-path|from|to|cc|date|subject|"
@@ -783,10 +869,13 @@ def _notice_recipients(
     only when no line does are addresses within sentences taken, leaving out the sender's own."""
     lines = notice.splitlines()[:5000]
     leading: list[tuple[str, int]] = []
+    replied: list[tuple[str, int]] = []
     inline: list[tuple[str, int]] = []
     seen_leading: set[str] = set()
+    seen_replied: set[str] = set()
     seen_inline: set[str] = set()
     excluded = _excluded_addresses(msg, original)
+    senders = _sender_addresses(msg, original)
     for i, line in enumerate(lines):
         line = line[:1000]
         m = LEADING_ADDRESS_RE.match(line)
@@ -795,6 +884,17 @@ def _notice_recipients(
             if address not in seen_leading and not ROBOT_RE.match(address):
                 seen_leading.add(address)
                 leading.append((address, i))
+        m = REPLY_LEADING_RE.match(line)
+        if m:
+            address = (m.group(1) or m.group(2)).strip(".").lower()
+            if (
+                address not in seen_replied
+                and address not in senders
+                and not ROBOT_RE.match(address)
+                and not ABOUT_SENDER_RE.search(line[m.end() :])
+            ):
+                seen_replied.add(address)
+                replied.append((address, i))
         if HEADER_LINE_RE.match(line):
             continue
         for m in ADDRESS_RE.finditer(line):
@@ -805,7 +905,11 @@ def _notice_recipients(
                 continue
             seen_inline.add(address)
             inline.append((address, i))
-    found = leading or inline
+            # One recipient per sentence line: a second address on it describes the first
+            # ("a@example.com <b@example.net>: malformed address", "to a@x (alias of b@y)").
+            break
+    found = leading or replied or inline
+    transcript = not leading and bool(replied)
     failed = [a.strip().lower() for a in _header(msg, "X-Failed-Recipients").split(",") if "@" in a]
     if failed:
         named = {a for a, _ in found}
@@ -819,8 +923,32 @@ def _notice_recipients(
             continue
         ends = [i for _, i in found[n + 1 :] if i > start]
         end = ends[0] if ends else len(lines)
+        if transcript:
+            start, end = _transcript_entry(lines, start, end, found[n - 1][1] if n else -1)
         result.append((address, "\n".join(lines[start : max(end, start + 1)])))
     return result
+
+
+def _transcript_entry(lines: list[str], start: int, end: int, previous: int) -> tuple[int, int]:
+    """The lines of a Sendmail-style transcript about the recipient named at ``start``: what is
+    written right above it (">>> RCPT To:<...>", "<<< 550 ...", "host ... did not like our RCPT
+    TO:") back to a blank line, another entry or the "While talking to" line that opens the
+    host's section, and its own line up to the next entry about another recipient or host."""
+    first = start
+    while first - 1 > previous:
+        line = lines[first - 1][:1000]
+        if not line.strip() or REPLY_LEADING_RE.match(line) or CODED_ENTRY_RE.match(line):
+            break
+        first -= 1
+        if TALKING_RE.match(line):
+            break
+    last = start + 1
+    while last < end:
+        line = lines[last][:1000]
+        if CODED_ENTRY_RE.match(line) or TALKING_RE.match(line):
+            break
+        last += 1
+    return first, last
 
 
 def _names_recipient(line: str, start: int, end: int) -> bool:
@@ -855,6 +983,15 @@ def _excluded_addresses(msg: Message, original: Original | None) -> set[str]:
     return excluded
 
 
+def _sender_addresses(msg: Message, original: Original | None) -> set[str]:
+    """Our own addresses as the bounce names them: whom it is sent to, and the original's
+    sender."""
+    senders = {m.group(0).lower() for m in ADDRESS_RE.finditer(_header(msg, "To"))}
+    if original is not None:
+        senders.update(a for a in (original.sender, original.return_path) if a)
+    return senders
+
+
 def _fallback_recipient(msg: Message, original: Original | None) -> str:
     """With no recipient in the notice, the one recipient of the original message."""
     candidates = [
@@ -865,6 +1002,57 @@ def _fallback_recipient(msg: Message, original: Original | None) -> str:
         if len(addresses) == 1:
             candidates = list(addresses)
     return candidates[0] if candidates else ""
+
+
+# -- fml (mailing list manager) error notices --------------------------------------------
+
+# fml answers a post it will not distribute with a notice from the list's "-admin" address,
+# marked by its X-MLServer header, that names the list in angle brackets. Its wordings, in the
+# body or else in the subject, say why.
+FML_REASONS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (
+        "rejected",
+        re.compile(
+            r"are not (?:a )?member|not member article from|reject mail|reject spammers|"
+            r"spam mail from a spammer is rejected|header may cause mail loop",
+            re.I,
+        ),
+    ),
+    (
+        "systemerror",
+        re.compile(
+            r"duplicated message-id|loop alert|loop back warning|unix from loop|"
+            r"has detected a loop condition|fml system error",
+            re.I,
+        ),
+    ),
+    ("securityerror", re.compile(r"security alert", re.I)),
+)
+
+
+def _is_fml_notice(msg: Message) -> bool:
+    server = _header(msg, "X-MLServer").lower()
+    return server.startswith("fml") and "-admin@" in _header(msg, "From").lower()
+
+
+def _read_fml(report: Report, subject: str, notice: str) -> None:
+    cause = ""
+    for text in (notice, subject):
+        cause = next((c for c, pattern in FML_REASONS if pattern.search(text)), "")
+        if cause:
+            break
+    if not cause:
+        return
+    seen: set[str] = set()
+    for line in notice.splitlines()[:200]:
+        m = QUOTED_ADDRESS_RE.search(line[:1000])
+        if m is None:
+            continue
+        address = m.group(1).lower()
+        if address in seen:
+            continue
+        seen.add(address)
+        report.failures.append(_failure(address, "5.0.0", "", _collapse(line), notice, "", cause))
 
 
 # -- Complaints ---------------------------------------------------------------------------
@@ -878,7 +1066,7 @@ def _complaint(msg: Message, parts: list[Part]) -> Complaint | None:
     report_type = str(report_type).lower()
     feedback = [p for p in parts if p.ctype == "message/feedback-report"]
     if not feedback and report_type != "feedback-report":
-        return None
+        return _hotmail_complaint(msg, parts)
     fields: dict[str, str] = {}
     for group in feedback[0].fields or [] if feedback else []:
         for name, value in group:
@@ -899,21 +1087,42 @@ def _complaint(msg: Message, parts: list[Part]) -> Complaint | None:
     )
 
 
+# Hotmail's feedback loop before ARF: the complained-about message attached whole under the
+# subject "complaint about message from <IP>".
+HOTMAIL_COMPLAINT_RE = re.compile(r"^\s*complaint about message from \S+", re.I)
+
+
+def _hotmail_complaint(msg: Message, parts: list[Part]) -> Complaint | None:
+    if not HOTMAIL_COMPLAINT_RE.match(_header(msg, "Subject")):
+        return None
+    original = next((p.message for p in parts if p.message is not None), None)
+    if original is None:
+        return None
+    to = _header(original, "To")
+    recipients = [m.group(0).lower() for m in ADDRESS_RE.finditer(to)][:1]
+    return Complaint(recipients=recipients, feedback_type="abuse")
+
+
 # -- Amazon SES notifications by mail (SNS e-mail subscription) ------------------------------
 
 
+SNS_ENVELOPE_RE = re.compile(r'\{\s*"Type"\s*:\s*"Notification"')
+
+
 def _amazon_notification(notice: str) -> Report | None:
-    start = notice.find('{"notificationType"')
-    if start < 0:
-        start = notice.find('{"eventType"')
-    if start < 0:
-        return None
-    # The SNS mailer folds long lines with "!\n "; undo that before reading the JSON.
-    body = re.sub(r"!?\n ", "", notice[start:])
-    try:
-        data, _end = json.JSONDecoder().raw_decode(body)
-    except ValueError:
-        return None
+    data = _sns_message(notice)
+    if data is None:
+        start = notice.find('{"notificationType"')
+        if start < 0:
+            start = notice.find('{"eventType"')
+        if start < 0:
+            return None
+        # The SNS mailer folds long lines with "!\n "; undo that before reading the JSON.
+        body = re.sub(r"!?\n ", "", notice[start:])
+        try:
+            data, _end = json.JSONDecoder().raw_decode(body)
+        except ValueError:
+            return None
     if not isinstance(data, dict):
         return None
     kind = str(data.get("notificationType") or data.get("eventType") or "")
@@ -949,3 +1158,21 @@ def _amazon_notification(notice: str) -> Report | None:
         else:
             report.delayed.append(failure)
     return report
+
+
+def _sns_message(notice: str) -> dict | None:
+    """The SES notification inside an SNS envelope ({"Type": "Notification", "Message": "..."}),
+    where the notification is a JSON string within the envelope's JSON."""
+    m = SNS_ENVELOPE_RE.search(notice)
+    if m is None:
+        return None
+    body = re.sub(r"!?\n ", "", notice[m.start() :])
+    try:
+        envelope, _end = json.JSONDecoder().raw_decode(body)
+        message = envelope.get("Message") if isinstance(envelope, dict) else None
+        data = json.loads(message) if isinstance(message, str) else None
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not (data.get("notificationType") or data.get("eventType")):
+        return None
+    return data
