@@ -80,6 +80,57 @@ EN_SHORT_HTML = (
     '<p><a href="https://shop.example/spring">See the full programme</a></p>'
     '<p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p></body></html>'
 )
+# A newsletter as mail editors write them: a centred 600-pixel table, inline styles, a banner
+# and two product cards, a footer. SpamAssassin's HTML_IMAGE_ONLY_* measures the HTML source
+# (tags included) against up to 3,200 bytes, so a layout like this never scores as image-only
+# with its images; a short page of images may (``WITH_SHORT_IMAGES``), pixel or not.
+CELL = 'style="font-family:Helvetica,Arial,sans-serif;font-size:15px;line-height:22px;color:#333"'
+CARD = (
+    '<td width="50%" valign="top" style="padding:10px">'
+    '<img src="https://shop.example/img/{img}.jpg" width="270" height="180" alt="{alt}" '
+    'style="display:block;border:0">'
+    "<p {cell}><strong>{alt}</strong><br>{text}</p>"
+    '<p {cell}><a href="https://shop.example/{img}" style="color:#2a6f3c">Details</a></p></td>'
+)
+NEWSLETTER_HTML = (
+    '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+    '<meta name="viewport" content="width=device-width, initial-scale=1">'
+    "<title>Spring at the shop</title></head>"
+    '<body style="margin:0;padding:0;background:#f4f4f0">'
+    '<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0" '
+    'style="background:#f4f4f0"><tr><td align="center" style="padding:20px 10px">'
+    '<table role="presentation" width="600" cellpadding="0" cellspacing="0" border="0" '
+    'style="background:#ffffff;border-radius:4px">'
+    '<tr><td><img src="https://shop.example/img/banner.jpg" width="600" height="240" '
+    'alt="Spring at the shop" style="display:block;border:0;width:100%"></td></tr>'
+    f'<tr><td style="padding:24px 30px"><p {CELL}>Dear {{{{ name }}}},</p>'
+    f"<p {CELL}>Thank you for shopping with us. This month we have new arrivals in the garden "
+    "section, a workshop on planting herbs on the second Saturday, and longer opening hours "
+    "on Fridays. Members collect double points on every purchase until the end of the "
+    "month.</p></td></tr>"
+    '<tr><td style="padding:0 20px"><table role="presentation" width="100%" cellpadding="0" '
+    'cellspacing="0" border="0"><tr>'
+    + CARD.format(
+        img="trowel", alt="A light trowel", cell=CELL, text="Forged steel, ash handle, 240 g."
+    )
+    + CARD.format(
+        img="gloves", alt="Dry-hands gloves", cell=CELL, text="Breathable, washable, S to XL."
+    )
+    + "</tr></table></td></tr>"
+    f'<tr><td style="padding:24px 30px"><h2 style="font-family:Helvetica,Arial,sans-serif;'
+    'font-size:20px;color:#2a6f3c;margin:0 0 10px">Herb workshop, second Saturday</h2>'
+    f"<p {CELL}>Learn to sow, plant and harvest basil, thyme and mint in pots on a balcony. "
+    "The workshop takes an hour and a half, seeds and soil are included, and you take your "
+    'pots home. Places are limited to twelve: <a href="https://shop.example/workshop" '
+    'style="color:#2a6f3c">book a place</a>.</p></td></tr>'
+    f'<tr><td style="padding:24px 30px"><p {CELL}>Questions? Simply reply to this message; '
+    "our staff answer within a day.</p></td></tr>"
+    '<tr><td style="padding:20px 30px;background:#eeeeea">'
+    '<p style="font-family:Helvetica,Arial,sans-serif;font-size:12px;line-height:18px;'
+    'color:#777">The Shop, 1-2-3 Example-cho, Tokyo. You receive this newsletter as a member. '
+    '<a href="{{ unsubscribe_url }}" style="color:#777">Unsubscribe</a></p></td></tr>'
+    "</table></td></tr></table></body></html>"
+)
 JA_HTML = (
     "<html><body>"
     + "".join(f"<p>{line}</p>" for line in JA_TEXT.split("\n") if line)
@@ -93,6 +144,9 @@ KINDS = {
     "html with images": dict(
         subject="Spring at the shop, {{ name }}", text_body=EN_TEXT, html_body=EN_HTML
     ),
+    "newsletter with images": dict(
+        subject="Spring at the shop, {{ name }}", text_body=EN_TEXT, html_body=NEWSLETTER_HTML
+    ),
     "html only, with images": dict(
         subject="Spring at the shop, {{ name }}", text_body="", html_body=EN_HTML
     ),
@@ -103,9 +157,18 @@ KINDS = {
         subject="{{ name }}様へ 春の新商品のお知らせ", text_body="", html_body=JA_HTML
     ),
 }
-# The kinds whose author wrote images into the HTML.
-WITH_IMAGES = {"html with images", "html only, with images"}
-IMAGE_RULE = re.compile(r"^HTML_IMAGE_(ONLY|RATIO)_")
+# The kinds whose author wrote images into a short HTML (under HTML_IMAGE_ONLY's 3,200 bytes):
+# the rule judges the author's images there, as written.
+WITH_SHORT_IMAGES = {"html with images", "html only, with images"}
+# All kinds whose author wrote images: HTML_IMAGE_RATIO_* weighs their area against the text
+# (scored 0.001: information, not a verdict on the message's form).
+AUTHOR_IMAGES = WITH_SHORT_IMAGES | {"newsletter with images"}
+
+
+def judges_the_authors_images(kind: str, rule: str) -> bool:
+    return (kind in AUTHOR_IMAGES and rule.startswith("HTML_IMAGE_RATIO_")) or (
+        kind in WITH_SHORT_IMAGES and rule.startswith("HTML_IMAGE_ONLY_")
+    )
 
 
 def fired_rules(message: bytes, tmp_path) -> set[str]:
@@ -157,9 +220,7 @@ def scan(kind: str, signed: bool, tmp_path, open_tracking: bool = True) -> set[s
 def test_no_mime_header_or_list_rule_fires_on_a_typical_message(kind, signed, tmp_path):
     fired = scan(kind, signed, tmp_path)
     bad = sorted(
-        r
-        for r in fired - NEUTRAL
-        if FORM_RULE.match(r) and not (kind in WITH_IMAGES and IMAGE_RULE.match(r))
+        r for r in fired - NEUTRAL if FORM_RULE.match(r) and not judges_the_authors_images(kind, r)
     )
     assert not bad, f"SpamAssassin rules fired on {kind}: {bad} (all: {sorted(fired)})"
 
@@ -182,4 +243,4 @@ def test_the_open_pixel_changes_no_image_rule_verdict(kind, tmp_path):
     tracked = scan(kind, False, tmp_path / "tracked", open_tracking=True)
     untracked = scan(kind, False, tmp_path / "untracked", open_tracking=False)
     assert image_verdict(tracked) == image_verdict(untracked), (sorted(tracked), sorted(untracked))
-    assert image_verdict(tracked)[0] == (kind in WITH_IMAGES), sorted(tracked)
+    assert image_verdict(tracked)[0] == (kind in WITH_SHORT_IMAGES), sorted(tracked)
