@@ -233,6 +233,11 @@ CAPTURE_SMTP_PORT = envint("CAPTURE_SMTP_PORT", "2525")
 # redirect to it), and the return-path domain's MX pointing here.
 BOUNCE_SMTP_HOST = os.getenv("BOUNCE_SMTP_HOST", "127.0.0.1")
 BOUNCE_SMTP_PORT = envint("BOUNCE_SMTP_PORT", "2526")
+# Amazon SES event notifications by Amazon SNS (POST /bounces/sns/): the topic ARNs whose
+# signed notifications are accepted, comma-separated. Empty: the endpoint does not exist (404).
+OKURU_SNS_TOPIC_ARNS = [
+    arn.strip() for arn in os.getenv("OKURU_SNS_TOPIC_ARNS", "").split(",") if arn.strip()
+]
 # Per-recipient delivery detail (ledger rows, events) is purged after this many days (3 months
 # + 1 month); the summary counts stay on each delivery.
 MAILINGS_RETENTION_DAYS = envint("MAILINGS_RETENTION_DAYS", "122")
