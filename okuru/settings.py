@@ -242,6 +242,11 @@ BOUNCE_SMTP_ACCEPT = [
     for p in os.getenv("BOUNCE_SMTP_ACCEPT", "postmaster,abuse,fbl,bounce,bounces").split(",")
     if p.strip()
 ]
+# Amazon SES event notifications by Amazon SNS (POST /bounces/sns/): the topic ARNs whose
+# signed notifications are accepted, comma-separated. Empty: the endpoint does not exist (404).
+OKURU_SNS_TOPIC_ARNS = [
+    arn.strip() for arn in os.getenv("OKURU_SNS_TOPIC_ARNS", "").split(",") if arn.strip()
+]
 # Per-recipient delivery detail (ledger rows, events) is purged after this many days (3 months
 # + 1 month); the summary counts stay on each delivery.
 MAILINGS_RETENTION_DAYS = envint("MAILINGS_RETENTION_DAYS", "122")

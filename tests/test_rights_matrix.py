@@ -6,7 +6,7 @@ missing right, a request with exactly the row's rights is not.
 
 The completeness tests walk the URL resolver and the OpenAPI schema: a URL or an API operation
 added without a row here fails them. The tracking URLs are public (recipients' mail programs
-call them) and are checked to stay so."""
+call them) and are checked to stay so, as are the webhooks other systems call (Amazon SNS)."""
 
 from __future__ import annotations
 
@@ -196,6 +196,9 @@ STAGED = {
 }
 # Screens anyone may open, logged in or not.
 PUBLIC = {"accounts:login", "accounts:logout"}
+# Endpoints other systems call without logging in; their authenticity comes from a signature
+# the view checks (Amazon SNS's, for the SES notifications). See test_the_webhooks_stay_public.
+WEBHOOKS = {"bounces:sns": "/bounces/sns/"}
 
 API = [
     ("get", "/api/customers", (READ,)),
@@ -458,7 +461,7 @@ def test_anonymous_visitors_are_sent_to_log_in(db):
 
 
 def test_every_screen_is_in_the_table():
-    named = {n for n, *_ in UI} | PUBLIC | OPEN
+    named = {n for n, *_ in UI} | PUBLIC | OPEN | set(WEBHOOKS)
     for name, route in _screens():
         if name.startswith("tracking:"):
             continue  # public: see test_the_tracking_urls_stay_public
@@ -506,12 +509,30 @@ def test_the_tracking_urls_stay_public(db):
         assert not r.get("Location", "").startswith("/accounts/login/"), path
 
 
+def test_the_webhooks_stay_public(db, settings):
+    """Called without logging in and without a CSRF token: disabled (404) until configured,
+    then the view itself answers a request that is not a signed message (400), never the
+    log-in page or a 403 from CSRF."""
+    from django.urls import resolve
+
+    settings.OKURU_SNS_TOPIC_ARNS = ["arn:aws:sns:us-east-1:123456789012:t"]
+    client = Client(enforce_csrf_checks=True)
+    for name, path in WEBHOOKS.items():
+        assert resolve(path).view_name == name
+        r = client.post(path, b"{}", content_type="text/plain")
+        assert r.status_code == 400, (path, r.status_code)
+        assert client.get(path).status_code == 405
+    settings.OKURU_SNS_TOPIC_ARNS = []
+    for path in WEBHOOKS.values():
+        assert client.post(path, b"{}", content_type="text/plain").status_code == 404
+
+
 # --- a safety net over the whole project: every screen and endpoint refuses an outsider ------
 
 # Screens that need no right beyond logging in (own profile, own jobs, own notices), and the
 # public ones (log-in, language switch, the tracking endpoints recipients' mail programs call).
 LOGIN_ONLY = {n for n, _m, _p, r in UI if r == LOGIN}
-OPEN = PUBLIC | {"set_language"}
+OPEN = PUBLIC | {"set_language"} | set(WEBHOOKS)
 
 
 def _every_screen():

@@ -100,6 +100,8 @@ ACTIONS: dict[str, Any] = {
     "mailbox.update": _("Bounce mailbox changed"),
     "mailbox.delete": _("Bounce mailbox deleted"),
     "mailbox.test": _("Bounce mailbox tested"),
+    "bounce.sns_subscribe": _("Amazon SNS subscription confirmation"),
+    "bounce.sns_unsubscribe": _("Amazon SNS subscription ended"),
 }
 
 # Labels for the keys of an entry's detail, in the log browser.
@@ -162,6 +164,7 @@ DETAIL_KEYS: dict[str, Any] = {
     "enabled": _("enabled"),
     "channel": _("channel"),
     "received": _("received"),
+    "error": _("error"),
 }
 
 

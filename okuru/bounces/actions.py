@@ -14,13 +14,16 @@ bad-format or unknown-user error puts the address into list cleaning. A delay no
 auto-reply is recorded and changes nothing. A complaint sets the customer's refusal flag and
 keeps a keyed hash of the address (``suppression.py``).
 
+The SNS webhook (``sns.py``) reads Amazon SES notifications itself and hands its report to
+``store``, which does the same from there on; ``reparse`` reads such a bounce again the same way.
+
 Sending calls ``note_hard_failure`` for its own SMTP-time hard errors.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesHeaderParser
@@ -35,7 +38,7 @@ from django.utils.translation import gettext as _
 from okuru.accounts import audit
 from okuru.bounces import counts, kinds, matching, suppression
 from okuru.bounces.models import Bounce, Mailbox, Suppression
-from okuru.bounces.parsing import MAX_BYTES, Failure, Report, parse
+from okuru.bounces.parsing import MAX_BYTES, Failure, Report, parse, sns_report
 from okuru.customers.models import Customer
 from okuru.mailings.models import Delivery, Event, ListCleaning, Recipient
 
@@ -78,11 +81,15 @@ def message_digest(raw: bytes, msg: Message | None = None) -> str:
     return hashlib.sha256(b"raw:" + raw[:MAX_BYTES]).hexdigest()
 
 
-def _safe_parse(raw: bytes) -> tuple[Report, str]:
+def _safe_read(reader: Callable[[bytes], Report], raw: bytes) -> tuple[Report, str]:
     try:
-        return parse(raw), ""
+        return reader(raw), ""
     except Exception as e:  # the parser promises not to raise; if it does, keep the message
         return Report(), _("The parser failed: %(error)s") % {"error": e}
+
+
+def _safe_parse(raw: bytes) -> tuple[Report, str]:
+    return _safe_read(parse, raw)
 
 
 def receive(
@@ -113,16 +120,28 @@ def receive(
         size=len(raw),
         note=problem,
     )
+    return store(bounce, report, msg, envelope_to)
+
+
+def store(
+    bounce: Bounce, report: Report, msg: Message | None = None, envelope_to: Iterable[str] = ()
+) -> tuple[Bounce, bool]:
+    """Store ``bounce`` (unsaved, its ``digest`` set) with what ``report`` says, matched and
+    applied, in one transaction; (the bounce, whether it is new). A channel that reads its
+    messages itself (the SNS webhook) calls this instead of ``receive``."""
+    existing = Bounce.objects.filter(digest=bounce.digest).first()
+    if existing is not None:
+        return existing, False
     try:
         with transaction.atomic(durable=True):
             bounce.save()
-            _process(bounce, msg, report, envelope_to)
+            _process(bounce, msg, report, list(envelope_to))
     except IntegrityError:  # the same message, stored meanwhile by another channel
-        return Bounce.objects.get(digest=digest), False
+        return Bounce.objects.get(digest=bounce.digest), False
     return bounce, True
 
 
-def _process(bounce: Bounce, msg: Message, report: Report, envelope_to: list[str]) -> None:
+def _process(bounce: Bounce, msg: Message | None, report: Report, envelope_to: list[str]) -> None:
     """Match and apply ``report``; saves ``bounce``. Runs inside the caller's transaction."""
     bounce.report = report_dict(report)
     bounce.kind = bounce.status = bounce.address = ""
@@ -255,8 +274,12 @@ def reparse(actor: Actor, bounce_id: int) -> Bounce:
         if not bounce.in_queue:
             return bounce
         raw = bytes(bounce.raw)
-        report, bounce.note = _safe_parse(raw)
-        _process(bounce, _headers(raw), report, bounce.envelope_to.split(", "))
+        if bounce.channel == Bounce.Channel.SNS:
+            report, bounce.note = _safe_read(sns_report, raw)
+            _process(bounce, None, report, [])
+        else:
+            report, bounce.note = _safe_parse(raw)
+            _process(bounce, _headers(raw), report, bounce.envelope_to.split(", "))
         audit.log(actor, "bounce.reparse", f"#{bounce.pk}", {"reason": bounce.outcome})
     return bounce
 

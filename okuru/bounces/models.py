@@ -16,8 +16,9 @@
         unparsed     a message the parser could not read as any of the above    ─┘ for a human
         discarded    an operator looked at it and set it aside (the message is kept)
 
-    ``digest`` is SHA-256 of the message's Message-ID (of its bytes when it has none), unique:
-    the same message received twice, by any channel, is stored and applied once.
+    ``digest`` is SHA-256 of the message's Message-ID (of its bytes when it has none; of the SNS
+    MessageId for an Amazon SES notification posted by SNS), unique: the same message received
+    twice, by any channel (or an SNS notification retried), is stored and applied once.
 
 ``Mailbox``
     An IMAP or POP3 mailbox (TLS or STARTTLS) that receives bounces, polled by a periodic task.
@@ -45,6 +46,7 @@ class Bounce(models.Model):
         IMAP = "imap", _("IMAP mailbox")
         POP3 = "pop3", _("POP3 mailbox")
         FILE = "file", _("Imported file")
+        SNS = "sns", _("Amazon SNS")
 
     class Outcome(models.TextChoices):
         FAILED = "failed", _("Recorded as a delivery error")

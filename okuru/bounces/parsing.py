@@ -1103,7 +1103,7 @@ def _hotmail_complaint(msg: Message, parts: list[Part]) -> Complaint | None:
     return Complaint(recipients=recipients, feedback_type="abuse")
 
 
-# -- Amazon SES notifications by mail (SNS e-mail subscription) ------------------------------
+# -- Amazon SES notifications (by mail: an SNS e-mail subscription; by HTTPS: ``sns.py``) -----
 
 
 SNS_ENVELOPE_RE = re.compile(r'\{\s*"Type"\s*:\s*"Notification"')
@@ -1125,35 +1125,80 @@ def _amazon_notification(notice: str) -> Report | None:
             return None
     if not isinstance(data, dict):
         return None
-    kind = str(data.get("notificationType") or data.get("eventType") or "")
+    return ses_report(data)
+
+
+def ses_type(data: dict) -> str:
+    """What an SES event is about: "Bounce", "Complaint", "Delivery" ... ("" when it names
+    nothing)."""
+    return str(data.get("notificationType") or data.get("eventType") or "")[:50]
+
+
+def _dict(value: object) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: object) -> list:
+    return value[:MAX_RECIPIENTS] if isinstance(value, list) else []
+
+
+def _ses_original(mail: dict) -> Original | None:
+    """The sent message as SES describes it: its envelope sender (``mail.source``: our VERP
+    return path) and the Message-ID we wrote (from ``mail.headers``, else ``commonHeaders``)."""
+    message_id = ""
+    for h in _list(mail.get("headers")):
+        if isinstance(h, dict) and str(h.get("name", "")).lower() == "message-id":
+            message_id = str(h.get("value", ""))
+            break
+    common = _dict(mail.get("commonHeaders"))
+    message_id = message_id or str(common.get("messageId") or "")
+    source = str(mail.get("source") or "")
+    if not message_id and not source:
+        return None
+    to = ", ".join(str(a) for a in _list(mail.get("destination"))[:5])
+    return Original(message_id=message_id[:1000], return_path=source[:1000], to=to[:1000])
+
+
+def ses_report(data: dict, *, transient_failures: bool = True) -> Report:
+    """What an Amazon SES bounce or complaint notification (the JSON object) says.
+
+    A bounce recipient fails when the bounce is "Permanent" or its status is 5.x.x; otherwise
+    it is a delay. ``transient_failures=False`` (the HTTPS webhook) makes every "Transient"
+    bounce a delay whatever its status: SES itself says the address may work later."""
     report = Report()
+    kind = ses_type(data)
+    original = _ses_original(_dict(data.get("mail")))
+    if original is not None:
+        report.original = original
     if kind == "Complaint":
-        complaint = data.get("complaint") or {}
+        complaint = _dict(data.get("complaint"))
         recipients = [
             str(r.get("emailAddress", "")).lower()
-            for r in complaint.get("complainedRecipients", [])
+            for r in _list(complaint.get("complainedRecipients"))
             if isinstance(r, dict)
         ]
         report.complaint = Complaint(
-            recipients, str(complaint.get("complaintFeedbackType", "abuse"))
+            recipients, str(complaint.get("complaintFeedbackType") or "abuse")[:100]
         )
         return report
     if kind != "Bounce":
         return report
-    bounce = data.get("bounce") or {}
-    permanent = bounce.get("bounceType") == "Permanent"
-    for r in bounce.get("bouncedRecipients", [])[:MAX_RECIPIENTS]:
+    bounce = _dict(data.get("bounce"))
+    bounce_type = bounce.get("bounceType")
+    permanent = bounce_type == "Permanent"
+    for r in _list(bounce.get("bouncedRecipients")):
         if not isinstance(r, dict):
             continue
         recipient = _address(str(r.get("emailAddress", "")))
-        diagnostic = str(r.get("diagnosticCode", ""))
-        status = _best_status(_enhanced(str(r.get("status", ""))) or _enhanced(diagnostic))
+        diagnostic = _clip(str(r.get("diagnosticCode") or ""))
+        status = _best_status(_enhanced(str(r.get("status") or "")) or _enhanced(diagnostic))
         if not status:
             status = "5.0.0" if permanent else "4.0.0"
         failure = _failure(
             recipient, status, _reply(re.sub(r"^\s*smtp;\s*", "", diagnostic)), diagnostic
         )
-        if permanent or status.startswith("5"):
+        transient = bounce_type == "Transient" and not transient_failures
+        if permanent or (status.startswith("5") and not transient):
             report.failures.append(failure)
         else:
             report.delayed.append(failure)
@@ -1176,3 +1221,21 @@ def _sns_message(notice: str) -> dict | None:
     if not isinstance(data, dict) or not (data.get("notificationType") or data.get("eventType")):
         return None
     return data
+
+
+def sns_message(raw: bytes) -> dict | None:
+    """The SES event inside an SNS notification as posted to the webhook (the whole JSON body):
+    the ``Message`` member decoded, or None when it is not there or not a JSON object. Reads
+    only: the signature is checked on receipt (``sns.py``)."""
+    try:
+        envelope = json.loads(raw[:MAX_BYTES])
+        data = json.loads(envelope["Message"]) if isinstance(envelope, dict) else None
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def sns_report(raw: bytes) -> Report:
+    """``ses_report`` of a stored SNS notification (as the webhook reads it)."""
+    data = sns_message(raw)
+    return Report() if data is None else ses_report(data, transient_failures=False)

@@ -16,4 +16,5 @@ urlpatterns = [
     path("mailboxes/<int:mailbox_id>/", views.mailbox_edit, name="mailbox"),
     path("mailboxes/<int:mailbox_id>/test/", views.mailbox_test, name="mailbox_test"),
     path("mailboxes/<int:mailbox_id>/delete/", views.mailbox_delete, name="mailbox_delete"),
+    path("sns/", views.sns_webhook, name="sns"),
 ]

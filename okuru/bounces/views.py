@@ -5,6 +5,10 @@ Rights: bounces and list cleaning are deliverability work, next to the relays, s
 Sending; they show addresses and whole messages, which are customer data, so they also need
 Customers: read. The list cleaning export needs Export as every export does. Mailbox settings
 hold no customer data: Sending alone.
+
+The SNS webhook is the one public view: Amazon SNS calls it without logging in, and its
+authenticity comes only from the message signature (``sns.py``). It does not exist (404) until
+``OKURU_SNS_TOPIC_ARNS`` names the topics it accepts.
 """
 
 from __future__ import annotations
@@ -13,19 +17,21 @@ from collections.abc import Iterator
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from okuru.accounts import audit
 from okuru.accounts.access import require_right
-from okuru.bounces import actions, mailboxes
+from okuru.bounces import actions, mailboxes, sns
 from okuru.bounces.models import Bounce, Mailbox
 from okuru.customers.fields import neutralize
 from okuru.lib import csvio
@@ -250,3 +256,16 @@ def mailbox_delete(request: HttpRequest, mailbox_id: int) -> HttpResponse:
     actions.delete_mailbox(request, mailbox)
     messages.success(request, _("Mailbox %(name)s deleted.") % {"name": mailbox.name})
     return redirect("bounces:mailboxes")
+
+
+# ---------------------------------------------------------------------------------------------
+# Amazon SES notifications by Amazon SNS
+
+
+@csrf_exempt
+@require_POST
+def sns_webhook(request: HttpRequest) -> HttpResponse:
+    if not settings.OKURU_SNS_TOPIC_ARNS:
+        raise Http404
+    answer = sns.handle(request.body, request.headers.get("x-amz-sns-message-type", ""))
+    return HttpResponse(answer.text, status=answer.status, content_type="text/plain; charset=utf-8")
