@@ -1159,12 +1159,13 @@ def _ses_original(mail: dict) -> Original | None:
     return Original(message_id=message_id[:1000], return_path=source[:1000], to=to[:1000])
 
 
-def ses_report(data: dict, *, transient_failures: bool = True) -> Report:
+def ses_report(data: dict) -> Report:
     """What an Amazon SES bounce or complaint notification (the JSON object) says.
 
-    A bounce recipient fails when the bounce is "Permanent" or its status is 5.x.x; otherwise
-    it is a delay. ``transient_failures=False`` (the HTTPS webhook) makes every "Transient"
-    bounce a delay whatever its status: SES itself says the address may work later."""
+    SES reports a bounce once it has stopped trying (a delay is another event, DeliveryDelay,
+    which is no failure), so every bounced recipient is a failure of this message. Only a
+    "Permanent" bounce can say the address itself is dead (``hard``): after a "Transient" or
+    "Undetermined" one the address may work later, so it never counts as a hard kind."""
     report = Report()
     kind = ses_type(data)
     original = _ses_original(_dict(data.get("mail")))
@@ -1197,11 +1198,9 @@ def ses_report(data: dict, *, transient_failures: bool = True) -> Report:
         failure = _failure(
             recipient, status, _reply(re.sub(r"^\s*smtp;\s*", "", diagnostic)), diagnostic
         )
-        transient = bounce_type == "Transient" and not transient_failures
-        if permanent or (status.startswith("5") and not transient):
-            report.failures.append(failure)
-        else:
-            report.delayed.append(failure)
+        if not permanent and failure.hard:
+            failure.kind, failure.hard = "other", False
+        report.failures.append(failure)
     return report
 
 
@@ -1238,4 +1237,4 @@ def sns_message(raw: bytes) -> dict | None:
 def sns_report(raw: bytes) -> Report:
     """``ses_report`` of a stored SNS notification (as the webhook reads it)."""
     data = sns_message(raw)
-    return Report() if data is None else ses_report(data, transient_failures=False)
+    return Report() if data is None else ses_report(data)

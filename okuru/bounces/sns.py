@@ -345,7 +345,7 @@ def _notification(body: bytes, message: dict[str, Any]) -> Answer:
         return Answer(200, _("Ignored: %(type)s.") % {"type": kind})
     note = ""
     try:
-        report = ses_report(data, transient_failures=False) if data is not None else None
+        report = ses_report(data) if data is not None else None
     except Exception as e:  # the reader promises not to raise; if it does, keep the message
         report, note = None, _("The parser failed: %(error)s") % {"error": e}
     if data is None:

@@ -345,17 +345,30 @@ def test_a_complaint_sets_the_refusal_flag_and_records_an_event(sent, sink, sign
     assert Recipient.objects.get(pk=row.pk).status == "sent"
 
 
-def test_a_transient_bounce_changes_nothing_even_with_a_5xx_status(sent, sink, signer, web):
+def test_a_transient_bounce_fails_the_message_softly(sent, sink, signer, web):
+    # SES sends a bounce only once it has stopped trying (a delay is a DeliveryDelay event):
+    # the message did not arrive, but after a "Transient" one the address may work later.
     row = row_of(sent, "full@example.com")
     mail = ses_mail(sink, "full@example.com")
     event = bounce_event(mail, "Transient", "5.2.2", "smtp; 552 5.2.2 Mailbox full")
     assert post(notification(signer, event)).status_code == 200
     bounce = Bounce.objects.get()
-    assert (bounce.outcome, bounce.recipient_id, bounce.status) == ("delayed", row.pk, "5.2.2")
-    assert not bounce.in_queue
-    assert Recipient.objects.get(pk=row.pk).status == "sent"
-    assert Customer.objects.get(pk=row.customer_id).email_error_count == 0
-    assert Delivery.objects.get(pk=sent.pk).failed_count == 0
+    assert (bounce.outcome, bounce.recipient_id, bounce.status) == ("failed", row.pk, "5.2.2")
+    row = Recipient.objects.get(pk=row.pk)
+    assert (row.status, row.error_kind) == ("failed", "mailbox_full")
+    assert Customer.objects.get(pk=row.customer_id).email_error_count == 1
+    assert not ListCleaning.objects.exists()
+
+
+def test_a_transient_bounce_never_counts_as_a_dead_address(sent, sink, signer, web):
+    row = row_of(sent, "gone@example.com")
+    mail = ses_mail(sink, "gone@example.com")
+    event = bounce_event(mail, "Transient", "5.1.1", "smtp; 550 5.1.1 user unknown")
+    assert post(notification(signer, event)).status_code == 200
+    row = Recipient.objects.get(pk=row.pk)
+    assert (row.status, row.error_kind) == ("failed", "other")
+    assert Customer.objects.get(pk=row.customer_id).email_error_count == 1
+    assert not ListCleaning.objects.exists()
 
 
 def test_a_delivery_notification_is_answered_and_not_stored(sent, sink, signer, web):
