@@ -41,6 +41,9 @@ _ANSWER = struct.Struct("!cI")
 OK, FAILED = b"\0", b"\1"
 MAX_IN_FLIGHT = 128  # signatures asked and not read back: keeps both pipes below their buffers
 MAX_STARTS = 3  # children started by one SigningProcess before it signs in-process for good
+# Ed25519 signs in about 50 microseconds: less than handing it over and reading it back, so the
+# worker does those itself and the child takes the RSA signatures (about 0.3 ms each).
+IN_PROCESS = frozenset({dkim.ED25519})
 
 
 class Ticket:
@@ -79,14 +82,22 @@ class SigningProcess:
 
     def submit(self, unsigned: dkim.Unsigned) -> Ticket:
         ticket = Ticket(self, unsigned)
-        if not self._running():
-            return ticket  # Ticket.result signs in-process
+        remote = []
+        for i, (key, data) in enumerate(unsigned.to_sign):
+            if key.algorithm in IN_PROCESS:  # cheaper here than a round trip to the child
+                ticket.signatures[i] = key.sign(data)
+                ticket.filled += 1
+            else:
+                remote.append(i)
+        if not remote or not self._running():
+            return ticket  # Ticket.result signs in-process what is missing
         try:
-            while len(self._waiting) + len(unsigned.to_sign) > MAX_IN_FLIGHT:
+            while len(self._waiting) + len(remote) > MAX_IN_FLIGHT:
                 if not self.read_one(None):
-                    return Ticket(self, unsigned)
+                    return ticket
             assert self.proc is not None and self.proc.stdin is not None
-            for i, (key, data) in enumerate(unsigned.to_sign):
+            for i in remote:
+                key, data = unsigned.to_sign[i]
                 number = self._key_number(key)
                 self.proc.stdin.write(_REQUEST.pack(b"S", number, len(data)) + data)
                 self._waiting.append((ticket, i))
