@@ -3,8 +3,6 @@ counts, the report's errors and every audience built on them, idempotence, compl
 
 from __future__ import annotations
 
-import pytest
-
 from okuru.accounts.models import OperationLog
 from okuru.bounces import actions, verp
 from okuru.bounces.models import Bounce
@@ -12,24 +10,7 @@ from okuru.customers import filters
 from okuru.customers.models import Customer
 from okuru.mailings import redelivery, reports
 from okuru.mailings.models import Delivery, Event, ListCleaning, Recipient
-from okuru.mailings.testing import Sink, make_relay
-from tests.bounces.inbound import UNRECOGNISED, arf, deliver, dsn, return_path, row_of
-
-
-@pytest.fixture
-def sink(db):
-    with Sink() as s:
-        make_relay(s.port)
-        yield s
-
-
-@pytest.fixture
-def sent(sink):
-    for name in ("gone", "full", "fine"):
-        Customer.objects.create(email=f"{name}@example.com")
-    delivery = deliver()
-    assert delivery.sent_count == 3
-    return delivery
+from tests.bounces.inbound import UNRECOGNISED, arf, dsn, return_path, row_of
 
 
 def receive(raw: bytes, **kw) -> Bounce:

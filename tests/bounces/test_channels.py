@@ -16,20 +16,11 @@ from okuru.bounces.models import Bounce, Mailbox
 from okuru.bounces.smtpd import make_controller
 from okuru.customers.models import Customer
 from okuru.mailings.models import ListCleaning, Recipient, Relay
-from okuru.mailings.testing import Sink, free_port, make_relay
+from okuru.mailings.testing import Sink, free_port
 from tests.bounces.inbound import UNRECOGNISED, deliver, dsn, return_path, row_of
 from tests.bounces.mail_servers import imap_server, pop3_server
 
 PASSWORD = 'se"cret pass'
-
-
-@pytest.fixture
-def sent(db):
-    with Sink() as s:
-        make_relay(s.port)
-        for name in ("gone", "full", "fine"):
-            Customer.objects.create(email=f"{name}@example.com")
-        yield deliver()
 
 
 # -- the SMTP receiver -------------------------------------------------------------------------

@@ -29,8 +29,8 @@ from okuru.bounces import actions, sns
 from okuru.bounces.models import Bounce, Suppression
 from okuru.customers.models import Customer
 from okuru.mailings.models import Delivery, Event, ListCleaning, Recipient
-from okuru.mailings.testing import Sink, make_relay
-from tests.bounces.inbound import deliver, return_path, row_of
+from okuru.mailings.testing import Sink
+from tests.bounces.inbound import return_path, row_of
 
 URL = "/bounces/sns/"
 TOPIC = "arn:aws:sns:ap-northeast-1:123456789012:okuru-ses"
@@ -148,22 +148,6 @@ def web(signer, monkeypatch, settings):
 
 
 # --- a delivery, and SES notifications about what the sink received --------------------------
-
-
-@pytest.fixture
-def sink(db):
-    with Sink() as s:
-        make_relay(s.port)
-        yield s
-
-
-@pytest.fixture
-def sent(sink, web):
-    for name in ("gone", "full", "fine"):
-        Customer.objects.create(email=f"{name}@example.com")
-    delivery = deliver()
-    assert delivery.sent_count == 3 and len(sink.handler.messages) == 3
-    return delivery
 
 
 def ses_mail(sink: Sink, address: str) -> dict[str, Any]:
