@@ -543,10 +543,32 @@ RCPT_HINT_RE = re.compile(
 COMMAND_SCAN = 64 * 1024
 
 
+# qmail-remote's fixed wordings, each written for one step of the session (qmail-remote.c):
+# "<host> does not like recipient." answers RCPT TO, "Connected to <host> but sender was
+# rejected." MAIL FROM, "... but my name was rejected." HELO, "... but greeting failed." the
+# connection, "<host> failed on DATA command." and "... failed after I sent the message." DATA;
+# "no SMTP connection got far enough; most progress was RCPT TO response" names the step too.
+QMAIL_COMMAND_RE = re.compile(
+    r"(?P<rcpt> does not like recipient)|(?P<mail>but sender was rejected)|"
+    r"(?P<helo>but my name was rejected)|(?P<conn>but greeting failed)|"
+    r"(?P<data>failed on data command|failed after i sent the message)|"
+    r"most progress was (?P<progress>rcpt to|mail from|data|helo|ehlo) response",
+    re.I,
+)
+QMAIL_COMMANDS = {"rcpt": "RCPT", "mail": "MAIL", "helo": "HELO", "conn": "CONN", "data": "DATA"}
+
+
 def command_of(text: str) -> str:
     """The SMTP command a failing reply answered ("DATA", "RCPT", "MAIL"), when the text says it:
-    the last one named before the first 4xx/5xx reply (a session transcript), else the first one
-    named after it ("... (in reply to RCPT TO command)")."""
+    qmail's own wording for the step that failed, else the last one named before the first
+    4xx/5xx reply (a session transcript), else the first one named after it ("... (in reply to
+    RCPT TO command)")."""
+    qmail = QMAIL_COMMAND_RE.search(text[:COMMAND_SCAN])
+    if qmail is not None:
+        if qmail.group("progress"):
+            word = qmail.group("progress").upper().split(" ")[0]
+            return {"EHLO": "HELO"}.get(word, word)
+        return next(QMAIL_COMMANDS[k] for k, v in qmail.groupdict().items() if v)
     matches = list(COMMAND_RE.finditer(text[:COMMAND_SCAN]))
     if not matches:
         return "RCPT" if RCPT_HINT_RE.search(text[:COMMAND_SCAN]) else ""

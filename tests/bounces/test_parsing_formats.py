@@ -314,3 +314,112 @@ Hello
     assert report.failures == []
     assert report.complaint is not None
     assert report.complaint.recipients == ["reader@example.com"]
+
+
+# -- Which status: the Status field or the code in the diagnostic --------------------------------
+
+
+@pytest.mark.parametrize(
+    "field, diagnostic, expected",
+    [
+        # The field is vaguer than the server's own code: the code.
+        ("5.0.0", "550 5.1.1 <a@example.org>... User unknown", "5.1.1"),
+        ("5.1.0", "550 5.1.1 No such user", "5.1.1"),
+        # Both specific and different: the reporting MTA's considered field.
+        ("5.2.1", "550 5.7.1 Delivery not authorized", "5.2.1"),
+        ("5.7.1", "550 5.1.1 Mailbox unavailable", "5.7.1"),
+        # ...except a generic unknown mailbox against a specific refusal.
+        ("5.1.1", "550 5.7.1 Relaying denied", "5.7.1"),
+        # 4.4.7 "delivery time expired" is the reporting MTA's catch-all; the code the server
+        # gave (not its own 4.4.7 again) says what went wrong.
+        ("4.4.7", "554 4.4.7 Message expired: <421 4.4.2 Connection timed out>", "4.4.2"),
+        # The classes differ: the reply code decides which one is right.
+        ("4.5.0", "550 5.5.0 Service refused, please try later", "5.5.0"),
+        ("5.0.0", "450 4.2.2 Mailbox full", "4.2.2"),
+        ("5.7.1", "554 4.7.1 Client host rejected", "5.7.1"),
+    ],
+)
+def test_it_prefers_the_status_field_unless_the_diagnostic_says_more(field, diagnostic, expected):
+    raw = dsn(("a@example.org", "failed", field, diagnostic))
+    assert [f.status for f in parse(raw).failures] == [expected]
+
+
+def test_a_relaying_mtas_code_before_the_servers_reply_is_not_the_status():
+    # "5.1.0 - Unknown address error 550-'5.7.1 ...": the server's own reply is quoted after
+    # the relay's generic code.
+    raw = dsn(
+        (
+            "a@example.org",
+            "failed",
+            "5.0.0 (permanent failure)",
+            "5.1.0 - Unknown address error 550-'5.2.2 <a@example.org>... Mailbox Full'",
+        )
+    )
+    assert failures(raw) == [("a@example.org", "5.2.2", "550", "mailbox_full", False)]
+
+
+# -- A DSN without diagnostics: each recipient's own line of the notice ------------------------
+
+
+def test_each_recipient_of_a_dsn_is_read_from_its_own_line_of_the_notice():
+    raw = dsn(
+        ("gone@example.org", "failed", "5.0.0", ""), ("full@example.org", "failed", "5.0.0", "")
+    )
+    raw = raw.replace(
+        b"This is the mail system at host mx.example.net.",
+        b"An error has occurred while delivering to these recipients:\n\n"
+        b"gone@example.org: 550 5.1.1 <gone@example.org>: Recipient address rejected: User unknown\n"
+        b"full@example.org: 552 5.2.2 <full@example.org>: Recipient address rejected: Mailbox full\n",
+    )
+    assert failures(raw) == [
+        ("gone@example.org", "5.1.1", "550", "unknown_user", True),
+        ("full@example.org", "5.2.2", "552", "mailbox_full", False),
+    ]
+
+
+# -- qmail: the step of the session its wording names -----------------------------------------
+
+
+def qmail(entries: str) -> bytes:
+    return (
+        b"From: MAILER-DAEMON@mx.example.net\n"
+        b"To: news@okuru.example.com\n"
+        b"Subject: failure notice\n\n"
+        b"Hi. This is the qmail-send program at mx.example.net.\n"
+        b"I'm afraid I wasn't able to deliver your message to the following addresses.\n"
+        b"This is a permanent error; I've given up. Sorry it didn't work out.\n\n"
+        + entries.encode()
+        + b"\n--- Below this line is a copy of the message.\n\nFrom: news@okuru.example.com\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "entry, expected",
+    [
+        # Refused at RCPT TO: an unknown-user wording is believed whatever the code.
+        (
+            "<a@example.org>:\n192.0.2.1 does not like recipient.\n"
+            "Remote host said: 550 5.2.1 <a@example.org>... User Unknown\nGiving up on 192.0.2.1.\n",
+            ("5.2.1", "unknown_user", True),
+        ),
+        (
+            "<a@example.org>:\nSorry, no SMTP connection got far enough; most progress was RCPT TO "
+            "response; remote host 192.0.2.1 said: 550 Unknown user a@example.org\n. (#5.5.0)\n",
+            ("5.5.0", "unknown_user", True),
+        ),
+        # The same words after the message was sent are a filter's answer.
+        (
+            "<a@example.org>:\n192.0.2.1 failed after I sent the message.\n"
+            "Remote host said: 550 Unknown user a@example.org\n",
+            ("5.0.0", "refused", False),
+        ),
+        # And to MAIL FROM they are about the sender.
+        (
+            "<a@example.org>:\nConnected to 192.0.2.1 but sender was rejected.\n"
+            "Remote host said: 550 5.2.1 User unknown\n",
+            ("5.2.1", "refused", False),
+        ),
+    ],
+)
+def test_it_reads_the_session_step_from_qmails_wording(entry, expected):
+    assert [(f.status, f.kind, f.hard) for f in parse(qmail(entry)).failures] == [expected]
