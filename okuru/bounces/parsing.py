@@ -615,6 +615,7 @@ def _read_dsn(
     notice: str,
     msg: Message | None = None,
 ) -> None:
+    groups = _split_run_together(groups)
     seen: set[str] = set()
     named = tuple(
         a
@@ -681,6 +682,27 @@ def _read_dsn(
             )
         )
         seen.add(recipient)
+
+
+RECIPIENT_FIELDS = ("final-recipient", "original-recipient")
+
+
+def _split_run_together(groups: list[list[tuple[str, str]]]) -> list[list[tuple[str, str]]]:
+    """The per-recipient groups of a DSN whose writer left out the blank line between them: a
+    recipient field that the group already has opens the next group."""
+    result = []
+    for group in groups:
+        current: list[tuple[str, str]] = []
+        names: set[str] = set()
+        for name, value in group:
+            low = name.lower()
+            if low in RECIPIENT_FIELDS and low in names:
+                result.append(current)
+                current, names = [], set()
+            current.append((name, value))
+            names.add(low)
+        result.append(current)
+    return result[:MAX_RECIPIENTS]
 
 
 SUCCESS_ACTIONS = ("delivered", "relayed", "expanded", "deliverable")

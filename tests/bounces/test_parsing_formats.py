@@ -423,3 +423,20 @@ def qmail(entries: str) -> bytes:
 )
 def test_it_reads_the_session_step_from_qmails_wording(entry, expected):
     assert [(f.status, f.kind, f.hard) for f in parse(qmail(entry)).failures] == [expected]
+
+
+def test_it_separates_dsn_groups_written_without_a_blank_line_between_them():
+    raw = dsn(
+        ("full@example.org", "failed", "5.2.2", "550 5.2.2 <full@example.org>... Mailbox Full")
+    )
+    raw = raw.replace(
+        b"Diagnostic-Code: smtp; 550 5.2.2 <full@example.org>... Mailbox Full\n",
+        b"Diagnostic-Code: smtp; 550 5.2.2 <full@example.org>... Mailbox Full\n"
+        b"Final-Recipient: rfc822; gone@example.org\n"
+        b"Action: failed\nStatus: 5.1.1\n"
+        b"Diagnostic-Code: smtp; 550 5.1.1 <gone@example.org>... User Unknown\n",
+    )
+    assert failures(raw) == [
+        ("full@example.org", "5.2.2", "550", "mailbox_full", False),
+        ("gone@example.org", "5.1.1", "550", "unknown_user", True),
+    ]
