@@ -601,6 +601,12 @@ STRONG_TEXT_REASONS: tuple[tuple[str, re.Pattern[str]], ...] = (
             r"(?:email )?account (?:that )?you tried to reach is (?:disabled|inactive|suspended)",
         ),
     ),
+    # The recipient's own settings refuse the sender (Facebook's RCP-P2/P3 under 5.1.1): a
+    # choice of the person, who still has the address.
+    (
+        "filtered",
+        _patterns(r"refused due to recipient preferences", r"recipient'?s? privacy settings"),
+    ),
 )
 
 
@@ -651,6 +657,13 @@ AUTHORITATIVE_REASONS: tuple[tuple[str, re.Pattern[str]], ...] = (
             r"\buser \([^()\s]+@[^()\s]+\) unknown\.",
             # Gmail's own verdict in its "Address not found" notice.
             r"because the address couldn't be found\. check for typos",
+            # Lotus Notes in Japanese: "not in the directory's list".
+            r"ディレクトリのリストにありません",
+            # Exchange Online's directory-based edge blocking: the address is not in the
+            # tenant's directory (Microsoft documents 5.4.1 so).
+            r"\b5\.4\.1 .{0,120}recipient address rejected: access denied",
+            # Outlook.com's mailbox lookup, with its trailing diagnostic numbers.
+            r"requested action not taken: mailbox unavailable \(-?\d+:\d+:-?\d+\)",
         ),
     ),
     ("filtered", _patterns(r"msexch:.{0,200}\(000c0595\)", r"cannot route mail to user")),

@@ -606,7 +606,24 @@ def _format_cause(msg: Message | None, notice: str, diagnostic: str) -> str:
         for phrase, cause in SES_RECEIVING_REASONS:
             if phrase in low:
                 return cause
+    if msg is not None and _header(msg, "X-Mailer").strip().startswith("<SMTP32 v"):
+        # Ipswitch IMail writes its own verdict at the start of the recipient's line.
+        for pattern, cause in IMAIL_REASONS:
+            if pattern.search(diagnostic):
+                return cause
     return ""
+
+
+# Ipswitch IMail's own failure lines ("Unknown user: a@example.org"): its directory's verdict,
+# not a relayed reply.
+IMAIL_REASONS = (
+    (
+        re.compile(r"^\s*(?:unknown user|invalid final delivery userid)\b", re.I | re.M),
+        "userunknown",
+    ),
+    (re.compile(r"^\s*unknown host\b", re.I | re.M), "hostunknown"),
+    (re.compile(r"^\s*user mailbox exceeds allowed size", re.I | re.M), "mailboxfull"),
+)
 
 
 def _read_dsn(
@@ -894,7 +911,14 @@ def _read_notice(report: Report, msg: Message, subject: str, notice: str) -> Non
             or SESSION_LINE_RE.match(first_line)
             or TALKING_RE.match(first_line)
         )
-        failure = _failure(recipient, status, reply_code, text, text if own else notice)
+        failure = _failure(
+            recipient,
+            status,
+            reply_code,
+            text,
+            text if own else notice,
+            cause=_format_cause(msg, notice, text),
+        )
         if delayed:
             report.delayed.append(failure)
         else:

@@ -440,3 +440,70 @@ def test_it_separates_dsn_groups_written_without_a_blank_line_between_them():
         ("full@example.org", "5.2.2", "550", "mailbox_full", False),
         ("gone@example.org", "5.1.1", "550", "unknown_user", True),
     ]
+
+
+# -- Providers' own wordings that fix the cause -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "status, reply, text, expected",
+    [
+        # Exchange Online's directory-based edge blocking: no such recipient in the tenant.
+        (
+            "5.4.1",
+            "550",
+            "550 5.4.1 <a@example.org>: Recipient address rejected: Access denied "
+            "[AB1CD23.prod.protection.outlook.com]",
+            ("unknown_user", True),
+        ),
+        # Outlook.com's mailbox lookup, with its diagnostic numbers.
+        (
+            "5.5.0",
+            "550",
+            "550 Requested action not taken: mailbox unavailable (-1234567:321:-2147467259)",
+            ("unknown_user", True),
+        ),
+        # Lotus Notes in Japanese: "not in the directory's list".
+        ("5.0.0", "", "ディレクトリのリストにありません a@example.jp", ("unknown_user", True)),
+        # The recipient's own preferences refuse the sender, whatever the code says.
+        (
+            "5.1.1",
+            "550",
+            "550 5.1.1 RCP-P2 http://postmaster.example.com/codes Refused due to recipient "
+            "preferences",
+            ("refused", False),
+        ),
+    ],
+)
+def test_a_providers_own_wording_fixes_the_cause(status, reply, text, expected):
+    assert kinds.classify(status, reply, text, "") == expected
+    assert kinds.classify(status, reply, text, "RCPT") == expected
+
+
+def imail(line: str) -> bytes:
+    return (
+        "From: Postmaster <postmaster@mx.example.net>\n"
+        "To: news@okuru.example.com\n"
+        "Subject: Undeliverable Mail\n"
+        "X-Mailer: <SMTP32 v8.22>\n\n"
+        f"{line}\n\nOriginal message follows.\n\nFrom: news@okuru.example.com\n"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    "line, kind, hard",
+    [
+        ("Unknown user: a@example.org", "unknown_user", True),
+        ("Invalid final delivery userid: a@example.org", "unknown_user", True),
+        ("User mailbox exceeds allowed size: a@example.org", "mailbox_full", False),
+    ],
+)
+def test_imails_own_verdict_on_the_recipients_line_fixes_the_cause(line, kind, hard):
+    assert [(f.recipient, f.kind, f.hard) for f in parse(imail(line)).failures] == [
+        ("a@example.org", kind, hard)
+    ]
+
+
+def test_the_same_words_from_another_mailer_without_the_command_are_a_filters_answer():
+    raw = imail("Unknown user: a@example.org").replace(b"X-Mailer: <SMTP32 v8.22>\n", b"")
+    assert [(f.kind, f.hard) for f in parse(raw).failures] == [("refused", False)]
