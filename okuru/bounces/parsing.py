@@ -503,7 +503,7 @@ def _read_outer(msg: Message, parts: list[Part]) -> Report:
     if not looks_like_bounce:
         report.auto_reply = _is_auto_reply(msg, subject)
         return report
-    _read_notice(report, msg, subject, notice)
+    _read_notice(report, msg, subject, notice, _unaddressed_class(dsn_groups))
     if not report.failures and not report.delayed:
         report.auto_reply = _is_auto_reply(msg, subject)
     return report
@@ -873,7 +873,25 @@ def _block_for(recipient: str, notice: str, others: tuple[str, ...] = ()) -> str
     return block[:end]
 
 
-def _read_notice(report: Report, msg: Message, subject: str, notice: str) -> None:
+def _unaddressed_class(groups: list[list[tuple[str, str]]]) -> str:
+    """The class ("4" or "5") of the Status fields of a DSN's failed groups whose recipient is
+    no address (Exim's "save to /mail/spool/...", a pipe), when they all agree; else ""."""
+    classes = set()
+    for group in groups:
+        fields = {name.lower(): value for name, value in reversed(group)}
+        if _address(fields.get("final-recipient", "")) or not fields.get("final-recipient"):
+            continue
+        if fields.get("action", "").strip().lower().split(" ")[0] != "failed":
+            continue
+        codes = _failure_codes(fields.get("status", ""))
+        if codes:
+            classes.add(codes[0][0])
+    return classes.pop() if len(classes) == 1 else ""
+
+
+def _read_notice(
+    report: Report, msg: Message, subject: str, notice: str, dsn_class: str = ""
+) -> None:
     recipients = _notice_recipients(msg, notice, report.original)
     if not recipients:
         fallback = _fallback_recipient(msg, report.original)
@@ -891,6 +909,10 @@ def _read_notice(report: Report, msg: Message, subject: str, notice: str) -> Non
         if not codes and not reply_code and len(recipients) == 1:
             codes, reply_code, text = _failure_codes(notice), _reply(notice), notice
         status = _best_status(codes)
+        if not status and dsn_class and not reply_code:
+            # The notice gives no code, its DSN part (naming a mailbox file, not an address)
+            # still says whether the failure is permanent.
+            status = f"{dsn_class}.0.0"
         if not status:
             first = reply_code[:1] if reply_code[:1] in ("4", "5") else ("4" if delayed else "5")
             if (
