@@ -433,7 +433,7 @@ STATUS_REASONS = {
     "2.4": "systemerror",
     "3.0": "systemerror",
     "3.1": "mailboxfull",
-    "3.2": "systemerror",
+    "3.2": "notaccept",  # the host of the mailbox is not accepting messages
     "3.3": "systemerror",
     "3.4": "mesgtoobig",
     "3.5": "systemerror",
@@ -469,6 +469,8 @@ STATUS_REASONS = {
     "7.9": "securityerror",
     "7.13": "suspend",
     "7.14": "suspend",
+    "7.17": "hasmoved",  # mailbox owner has changed (RFC 7293)
+    "7.18": "hasmoved",  # domain owner has changed (RFC 7293)
     "7.23": "authfailure",
     "7.24": "authfailure",
     "7.25": "requireptr",
