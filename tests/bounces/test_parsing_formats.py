@@ -547,15 +547,16 @@ def test_a_dsn_naming_a_mailbox_file_still_gives_the_class_of_the_failure():
 
 
 @pytest.mark.parametrize(
-    "status, expected",
+    "status, reply, expected",
     [
         # X.3.2: the host of the mailbox is not accepting messages; for good when permanent.
-        ("5.3.2", ("refused", True)),
-        ("4.3.2", ("refused", False)),
+        ("5.3.2", "550", ("refused", True)),
+        ("4.3.2", "450", ("refused", False)),
         # X.7.17 / X.7.18: the mailbox's or domain's owner has changed (RFC 7293).
-        ("5.7.17", ("unknown_user", True)),
+        ("5.7.17", "554", ("unknown_user", True)),
+        ("5.7.18", "554", ("unknown_user", True)),
     ],
 )
-def test_these_status_codes_name_the_address_state(status, expected):
-    text = f"550 {status} Requested action not taken"
-    assert kinds.classify(status, "550", text, "RCPT") == expected
+def test_these_status_codes_name_the_address_state(status, reply, expected):
+    text = f"{reply} {status} Requested action not taken"
+    assert kinds.classify(status, reply, text, "RCPT") == expected
