@@ -433,7 +433,7 @@ STATUS_REASONS = {
     "2.4": "systemerror",
     "3.0": "systemerror",
     "3.1": "mailboxfull",
-    "3.2": "systemerror",
+    "3.2": "notaccept",  # the host of the mailbox is not accepting messages
     "3.3": "systemerror",
     "3.4": "mesgtoobig",
     "3.5": "systemerror",
@@ -469,6 +469,8 @@ STATUS_REASONS = {
     "7.9": "securityerror",
     "7.13": "suspend",
     "7.14": "suspend",
+    "7.17": "hasmoved",  # mailbox owner has changed (RFC 7293)
+    "7.18": "hasmoved",  # domain owner has changed (RFC 7293)
     "7.23": "authfailure",
     "7.24": "authfailure",
     "7.25": "requireptr",
@@ -543,10 +545,32 @@ RCPT_HINT_RE = re.compile(
 COMMAND_SCAN = 64 * 1024
 
 
+# qmail-remote's fixed wordings, each written for one step of the session (qmail-remote.c):
+# "<host> does not like recipient." answers RCPT TO, "Connected to <host> but sender was
+# rejected." MAIL FROM, "... but my name was rejected." HELO, "... but greeting failed." the
+# connection, "<host> failed on DATA command." and "... failed after I sent the message." DATA;
+# "no SMTP connection got far enough; most progress was RCPT TO response" names the step too.
+QMAIL_COMMAND_RE = re.compile(
+    r"(?P<rcpt> does not like recipient)|(?P<mail>but sender was rejected)|"
+    r"(?P<helo>but my name was rejected)|(?P<conn>but greeting failed)|"
+    r"(?P<data>failed on data command|failed after i sent the message)|"
+    r"most progress was (?P<progress>rcpt to|mail from|data|helo|ehlo) response",
+    re.I,
+)
+QMAIL_COMMANDS = {"rcpt": "RCPT", "mail": "MAIL", "helo": "HELO", "conn": "CONN", "data": "DATA"}
+
+
 def command_of(text: str) -> str:
     """The SMTP command a failing reply answered ("DATA", "RCPT", "MAIL"), when the text says it:
-    the last one named before the first 4xx/5xx reply (a session transcript), else the first one
-    named after it ("... (in reply to RCPT TO command)")."""
+    qmail's own wording for the step that failed, else the last one named before the first
+    4xx/5xx reply (a session transcript), else the first one named after it ("... (in reply to
+    RCPT TO command)")."""
+    qmail = QMAIL_COMMAND_RE.search(text[:COMMAND_SCAN])
+    if qmail is not None:
+        if qmail.group("progress"):
+            word = qmail.group("progress").upper().split(" ")[0]
+            return {"EHLO": "HELO"}.get(word, word)
+        return next(QMAIL_COMMANDS[k] for k, v in qmail.groupdict().items() if v)
     matches = list(COMMAND_RE.finditer(text[:COMMAND_SCAN]))
     if not matches:
         return "RCPT" if RCPT_HINT_RE.search(text[:COMMAND_SCAN]) else ""
@@ -578,6 +602,12 @@ STRONG_TEXT_REASONS: tuple[tuple[str, re.Pattern[str]], ...] = (
         _patterns(
             r"(?:email )?account (?:that )?you tried to reach is (?:disabled|inactive|suspended)",
         ),
+    ),
+    # The recipient's own settings refuse the sender (Facebook's RCP-P2/P3 under 5.1.1): a
+    # choice of the person, who still has the address.
+    (
+        "filtered",
+        _patterns(r"refused due to recipient preferences", r"recipient'?s? privacy settings"),
     ),
 )
 
@@ -629,6 +659,13 @@ AUTHORITATIVE_REASONS: tuple[tuple[str, re.Pattern[str]], ...] = (
             r"\buser \([^()\s]+@[^()\s]+\) unknown\.",
             # Gmail's own verdict in its "Address not found" notice.
             r"because the address couldn't be found\. check for typos",
+            # Lotus Notes in Japanese: "not in the directory's list".
+            r"ディレクトリのリストにありません",
+            # Exchange Online's directory-based edge blocking: the address is not in the
+            # tenant's directory (Microsoft documents 5.4.1 so).
+            r"\b5\.4\.1 .{0,120}recipient address rejected: access denied",
+            # Outlook.com's mailbox lookup, with its trailing diagnostic numbers.
+            r"requested action not taken: mailbox unavailable \(-?\d+:\d+:-?\d+\)",
         ),
     ),
     ("filtered", _patterns(r"msexch:.{0,200}\(000c0595\)", r"cannot route mail to user")),

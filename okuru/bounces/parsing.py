@@ -503,7 +503,7 @@ def _read_outer(msg: Message, parts: list[Part]) -> Report:
     if not looks_like_bounce:
         report.auto_reply = _is_auto_reply(msg, subject)
         return report
-    _read_notice(report, msg, subject, notice)
+    _read_notice(report, msg, subject, notice, _unaddressed_class(dsn_groups))
     if not report.failures and not report.delayed:
         report.auto_reply = _is_auto_reply(msg, subject)
     return report
@@ -606,7 +606,24 @@ def _format_cause(msg: Message | None, notice: str, diagnostic: str) -> str:
         for phrase, cause in SES_RECEIVING_REASONS:
             if phrase in low:
                 return cause
+    if msg is not None and _header(msg, "X-Mailer").strip().startswith("<SMTP32 v"):
+        # Ipswitch IMail writes its own verdict at the start of the recipient's line.
+        for pattern, cause in IMAIL_REASONS:
+            if pattern.search(diagnostic):
+                return cause
     return ""
+
+
+# Ipswitch IMail's own failure lines ("Unknown user: a@example.org"): its directory's verdict,
+# not a relayed reply.
+IMAIL_REASONS = (
+    (
+        re.compile(r"^\s*(?:unknown user|invalid final delivery userid)\b", re.I | re.M),
+        "userunknown",
+    ),
+    (re.compile(r"^\s*unknown host\b", re.I | re.M), "hostunknown"),
+    (re.compile(r"^\s*user mailbox exceeds allowed size", re.I | re.M), "mailboxfull"),
+)
 
 
 def _read_dsn(
@@ -615,7 +632,16 @@ def _read_dsn(
     notice: str,
     msg: Message | None = None,
 ) -> None:
+    groups = _split_run_together(groups)
     seen: set[str] = set()
+    named = tuple(
+        a
+        for group in groups
+        for name, value in group
+        if name.lower() in ("final-recipient", "original-recipient")
+        for a in [_address(value)]
+        if a
+    )
     for group in groups:
         fields: dict[str, str] = {}
         for name, value in group:
@@ -632,9 +658,9 @@ def _read_dsn(
             continue
         diagnostic = fields.get("diagnostic-code", "")
         diagnostic_text = re.sub(r"^\s*[\w\-]+\s*;\s*", "", diagnostic)
-        block = _block_for(recipient, notice)
-        status = _dsn_status(fields.get("status", ""), diagnostic_text, block)
+        block = _block_for(recipient, notice, named)
         reply_code = _reply(diagnostic_text) or _reply(block)
+        status = _dsn_status(fields.get("status", ""), diagnostic_text, block, reply_code)
         if not status and not action:
             continue
         if not status:
@@ -673,6 +699,27 @@ def _read_dsn(
             )
         )
         seen.add(recipient)
+
+
+RECIPIENT_FIELDS = ("final-recipient", "original-recipient")
+
+
+def _split_run_together(groups: list[list[tuple[str, str]]]) -> list[list[tuple[str, str]]]:
+    """The per-recipient groups of a DSN whose writer left out the blank line between them: a
+    recipient field that the group already has opens the next group."""
+    result = []
+    for group in groups:
+        current: list[tuple[str, str]] = []
+        names: set[str] = set()
+        for name, value in group:
+            low = name.lower()
+            if low in RECIPIENT_FIELDS and low in names:
+                result.append(current)
+                current, names = [], set()
+            current.append((name, value))
+            names.add(low)
+        result.append(current)
+    return result[:MAX_RECIPIENTS]
 
 
 SUCCESS_ACTIONS = ("delivered", "relayed", "expanded", "deliverable")
@@ -714,17 +761,59 @@ def _intro(notice: str) -> str:
     return notice[: m.start()] if m else notice[:4000]
 
 
-def _dsn_status(status_field: str, diagnostic: str, block: str) -> str:
+def _dsn_status(status_field: str, diagnostic: str, block: str, reply_code: str = "") -> str:
     codes = _enhanced(status_field)
     status = codes[0] if codes else ""
-    # The remote server's own code in the Diagnostic-Code is more precise than the Status field,
-    # which reporting MTAs often fill with a generic or guessed code.
-    better = _reply_status(diagnostic) or _best_status(_enhanced(diagnostic))
-    if not better and (not status or status.endswith(".0.0")):
-        better = _best_status(_enhanced(block))
-    if better and not better.endswith(".0.0") and (not status or better[0] == status[0]):
-        status = better
-    return status
+    found = _message_status(diagnostic)
+    if not found and (not status or status.endswith(".0.0")):
+        found = _message_status(block)
+    return _preferred_status(status, found, reply_code)
+
+
+def _message_status(text: str) -> str:
+    """The enhanced code an error message carries: the one written right after an SMTP reply
+    code ("550-'5.7.1" inside a relaying MTA's own wording), else its first specific one
+    (neither X.0.0 nor the catch-all 4.4.7), else its first code of any kind."""
+    after_reply = _reply_status(text)
+    if after_reply:
+        return after_reply
+    codes = [c for c in _enhanced(text) if c[0] in "45"] or _enhanced(text)
+    for code in codes:
+        if not code.endswith(".0.0") and code != "4.4.7":
+            return code
+    return codes[0] if codes else ""
+
+
+def _preferred_status(field: str, found: str, reply_code: str = "") -> str:
+    """Which of the Status field and the code in the diagnostic message a failure is reported
+    with. The field is the reporting MTA's considered verdict and wins, except where it says
+    less than the message: when it is vaguer (X.0.0, or a zero subject or detail against a
+    fully specific code), when it is a reporting MTA's catch-all (4.4.7 "delivery time expired",
+    5.3.x "mail system" trouble), when it is the generic unknown mailbox 5.1.1 or bad syntax 5.1.3
+    against a specific refusal, or when the two disagree on the class and the reply code sides
+    with the message."""
+    if not field:
+        return found
+    if not found or field == found:
+        return field
+    if reply_code[:1] in ("4", "5") and field[0] != found[0]:
+        if reply_code[0] == field[0]:
+            return field
+        if reply_code[0] == found[0]:
+            return found
+    if ".0.0" in field:
+        return field if ".0.0" in found else found
+    if ".0" in field and ".0" not in found:
+        return found
+    if ".0.0" in found:
+        return field
+    if field == "4.4.7" or field.startswith("5.3."):
+        return found
+    if field == "5.1.1":
+        return field if ".0" in found else found
+    if field == "5.1.3" and found.startswith("5.7."):
+        return found
+    return field
 
 
 REPLY_STATUS_RE = re.compile(r"(?<!\d)[245]\d\d[ \-]+['\"(]?([245]\.[0-7]\.\d{1,3})(?!\.?\d)")
@@ -733,7 +822,7 @@ REPLY_STATUS_RE = re.compile(r"(?<!\d)[245]\d\d[ \-]+['\"(]?([245]\.[0-7]\.\d{1,
 def _reply_status(text: str) -> str:
     """The enhanced code written right after an SMTP reply code ("550 5.7.1", "550-'5.7.1")."""
     for m in REPLY_STATUS_RE.finditer(text):
-        if not m.group(1).endswith(".0.0"):
+        if not m.group(1).endswith(".0.0") and m.group(1) != "4.4.7":
             return m.group(1)
     return ""
 
@@ -761,17 +850,48 @@ def _failure(
 # -- Notices without DSN fields -----------------------------------------------------------
 
 
-def _block_for(recipient: str, notice: str) -> str:
-    """The part of the notice about one recipient: from its first mention to the next line that
-    names another address on its own, or a blank line followed by another address."""
+def _block_for(recipient: str, notice: str, others: tuple[str, ...] = ()) -> str:
+    """The part of the notice about one recipient: from its first mention on, up to the line
+    that names another of the report's recipients (the next entry of a list such as "a@x: 550
+    ...", "b@y: 552 ...")."""
     low = notice.lower()
     at = low.find(recipient)
     if at < 0:
         return ""
-    return notice[at : at + 2000]
+    block = notice[at : at + 2000]
+    first_line_end = block.find("\n")
+    if first_line_end < 0:
+        return block
+    end = len(block)
+    low_block = block.lower()
+    for other in others:
+        if other == recipient:
+            continue
+        i = low_block.find(other, first_line_end)
+        if 0 <= i < end:
+            end = low_block.rfind("\n", 0, i) + 1
+    return block[:end]
 
 
-def _read_notice(report: Report, msg: Message, subject: str, notice: str) -> None:
+def _unaddressed_class(groups: list[list[tuple[str, str]]]) -> str:
+    """The class ("4" or "5") of the Status fields of a DSN's failed groups whose recipient is
+    no address (Exim's "save to /mail/spool/...", a pipe), when they all agree; else ""."""
+    classes = set()
+    for group in groups:
+        fields = {name.lower(): value for name, value in reversed(group)}
+        if _address(fields.get("final-recipient", "")) or not fields.get("final-recipient"):
+            continue
+        if fields.get("action", "").strip().lower().split(" ")[0] != "failed":
+            continue
+        codes = _failure_codes(fields.get("status", ""))
+        if codes:
+            classes.add(codes[0][0])
+    return classes.pop() if len(classes) == 1 else ""
+
+
+def _read_notice(
+    report: Report, msg: Message, subject: str, notice: str, dsn_class: str = ""
+) -> None:
     recipients = _notice_recipients(msg, notice, report.original)
     if not recipients:
         fallback = _fallback_recipient(msg, report.original)
@@ -789,6 +909,10 @@ def _read_notice(report: Report, msg: Message, subject: str, notice: str) -> Non
         if not codes and not reply_code and len(recipients) == 1:
             codes, reply_code, text = _failure_codes(notice), _reply(notice), notice
         status = _best_status(codes)
+        if not status and dsn_class and not reply_code:
+            # The notice gives no code, its DSN part (naming a mailbox file, not an address)
+            # still says whether the failure is permanent.
+            status = f"{dsn_class}.0.0"
         if not status:
             first = reply_code[:1] if reply_code[:1] in ("4", "5") else ("4" if delayed else "5")
             if (
@@ -809,7 +933,14 @@ def _read_notice(report: Report, msg: Message, subject: str, notice: str) -> Non
             or SESSION_LINE_RE.match(first_line)
             or TALKING_RE.match(first_line)
         )
-        failure = _failure(recipient, status, reply_code, text, text if own else notice)
+        failure = _failure(
+            recipient,
+            status,
+            reply_code,
+            text,
+            text if own else notice,
+            cause=_format_cause(msg, notice, text),
+        )
         if delayed:
             report.delayed.append(failure)
         else:

@@ -314,3 +314,249 @@ Hello
     assert report.failures == []
     assert report.complaint is not None
     assert report.complaint.recipients == ["reader@example.com"]
+
+
+# -- Which status: the Status field or the code in the diagnostic --------------------------------
+
+
+@pytest.mark.parametrize(
+    "field, diagnostic, expected",
+    [
+        # The field is vaguer than the server's own code: the code.
+        ("5.0.0", "550 5.1.1 <a@example.org>... User unknown", "5.1.1"),
+        ("5.1.0", "550 5.1.1 No such user", "5.1.1"),
+        # Both specific and different: the reporting MTA's considered field.
+        ("5.2.1", "550 5.7.1 Delivery not authorized", "5.2.1"),
+        ("5.7.1", "550 5.1.1 Mailbox unavailable", "5.7.1"),
+        # ...except a generic unknown mailbox against a specific refusal.
+        ("5.1.1", "550 5.7.1 Relaying denied", "5.7.1"),
+        # 4.4.7 "delivery time expired" is the reporting MTA's catch-all; the code the server
+        # gave (not its own 4.4.7 again) says what went wrong.
+        ("4.4.7", "554 4.4.7 Message expired: <421 4.4.2 Connection timed out>", "4.4.2"),
+        # The classes differ: the reply code decides which one is right.
+        ("4.5.0", "550 5.5.0 Service refused, please try later", "5.5.0"),
+        ("5.0.0", "450 4.2.2 Mailbox full", "4.2.2"),
+        ("5.7.1", "554 4.7.1 Client host rejected", "5.7.1"),
+    ],
+)
+def test_it_prefers_the_status_field_unless_the_diagnostic_says_more(field, diagnostic, expected):
+    raw = dsn(("a@example.org", "failed", field, diagnostic))
+    assert [f.status for f in parse(raw).failures] == [expected]
+
+
+def test_a_relaying_mtas_code_before_the_servers_reply_is_not_the_status():
+    # "5.1.0 - Unknown address error 550-'5.7.1 ...": the server's own reply is quoted after
+    # the relay's generic code.
+    raw = dsn(
+        (
+            "a@example.org",
+            "failed",
+            "5.0.0 (permanent failure)",
+            "5.1.0 - Unknown address error 550-'5.2.2 <a@example.org>... Mailbox Full'",
+        )
+    )
+    assert failures(raw) == [("a@example.org", "5.2.2", "550", "mailbox_full", False)]
+
+
+# -- A DSN without diagnostics: each recipient's own line of the notice ------------------------
+
+
+def test_each_recipient_of_a_dsn_is_read_from_its_own_line_of_the_notice():
+    raw = dsn(
+        ("gone@example.org", "failed", "5.0.0", ""), ("full@example.org", "failed", "5.0.0", "")
+    )
+    raw = raw.replace(
+        b"This is the mail system at host mx.example.net.",
+        b"An error has occurred while delivering to these recipients:\n\n"
+        b"gone@example.org: 550 5.1.1 <gone@example.org>: Recipient address rejected: User unknown\n"
+        b"full@example.org: 552 5.2.2 <full@example.org>: Recipient address rejected: Mailbox full\n",
+    )
+    assert failures(raw) == [
+        ("gone@example.org", "5.1.1", "550", "unknown_user", True),
+        ("full@example.org", "5.2.2", "552", "mailbox_full", False),
+    ]
+
+
+# -- qmail: the step of the session its wording names -----------------------------------------
+
+
+def qmail(entries: str) -> bytes:
+    return (
+        b"From: MAILER-DAEMON@mx.example.net\n"
+        b"To: news@okuru.example.com\n"
+        b"Subject: failure notice\n\n"
+        b"Hi. This is the qmail-send program at mx.example.net.\n"
+        b"I'm afraid I wasn't able to deliver your message to the following addresses.\n"
+        b"This is a permanent error; I've given up. Sorry it didn't work out.\n\n"
+        + entries.encode()
+        + b"\n--- Below this line is a copy of the message.\n\nFrom: news@okuru.example.com\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "entry, expected",
+    [
+        # Refused at RCPT TO: an unknown-user wording is believed whatever the code.
+        (
+            "<a@example.org>:\n192.0.2.1 does not like recipient.\n"
+            "Remote host said: 550 5.2.1 <a@example.org>... User Unknown\nGiving up on 192.0.2.1.\n",
+            ("5.2.1", "unknown_user", True),
+        ),
+        (
+            "<a@example.org>:\nSorry, no SMTP connection got far enough; most progress was RCPT TO "
+            "response; remote host 192.0.2.1 said: 550 Unknown user a@example.org\n. (#5.5.0)\n",
+            ("5.5.0", "unknown_user", True),
+        ),
+        # The same words after the message was sent are a filter's answer.
+        (
+            "<a@example.org>:\n192.0.2.1 failed after I sent the message.\n"
+            "Remote host said: 550 Unknown user a@example.org\n",
+            ("5.0.0", "refused", False),
+        ),
+        # And to MAIL FROM they are about the sender.
+        (
+            "<a@example.org>:\nConnected to 192.0.2.1 but sender was rejected.\n"
+            "Remote host said: 550 5.2.1 User unknown\n",
+            ("5.2.1", "refused", False),
+        ),
+    ],
+)
+def test_it_reads_the_session_step_from_qmails_wording(entry, expected):
+    assert [(f.status, f.kind, f.hard) for f in parse(qmail(entry)).failures] == [expected]
+
+
+def test_it_separates_dsn_groups_written_without_a_blank_line_between_them():
+    raw = dsn(
+        ("full@example.org", "failed", "5.2.2", "550 5.2.2 <full@example.org>... Mailbox Full")
+    )
+    raw = raw.replace(
+        b"Diagnostic-Code: smtp; 550 5.2.2 <full@example.org>... Mailbox Full\n",
+        b"Diagnostic-Code: smtp; 550 5.2.2 <full@example.org>... Mailbox Full\n"
+        b"Final-Recipient: rfc822; gone@example.org\n"
+        b"Action: failed\nStatus: 5.1.1\n"
+        b"Diagnostic-Code: smtp; 550 5.1.1 <gone@example.org>... User Unknown\n",
+    )
+    assert failures(raw) == [
+        ("full@example.org", "5.2.2", "550", "mailbox_full", False),
+        ("gone@example.org", "5.1.1", "550", "unknown_user", True),
+    ]
+
+
+# -- Providers' own wordings that fix the cause -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "status, reply, text, expected",
+    [
+        # Exchange Online's directory-based edge blocking: no such recipient in the tenant.
+        (
+            "5.4.1",
+            "550",
+            "550 5.4.1 <a@example.org>: Recipient address rejected: Access denied "
+            "[AB1CD23.prod.protection.outlook.com]",
+            ("unknown_user", True),
+        ),
+        # Outlook.com's mailbox lookup, with its diagnostic numbers.
+        (
+            "5.5.0",
+            "550",
+            "550 Requested action not taken: mailbox unavailable (-1234567:321:-2147467259)",
+            ("unknown_user", True),
+        ),
+        # Lotus Notes in Japanese: "not in the directory's list".
+        ("5.0.0", "", "ディレクトリのリストにありません a@example.jp", ("unknown_user", True)),
+        # The recipient's own preferences refuse the sender, whatever the code says.
+        (
+            "5.1.1",
+            "550",
+            "550 5.1.1 RCP-P2 http://postmaster.example.com/codes Refused due to recipient "
+            "preferences",
+            ("refused", False),
+        ),
+    ],
+)
+def test_a_providers_own_wording_fixes_the_cause(status, reply, text, expected):
+    assert kinds.classify(status, reply, text, "") == expected
+    assert kinds.classify(status, reply, text, "RCPT") == expected
+
+
+def imail(line: str) -> bytes:
+    return (
+        "From: Postmaster <postmaster@mx.example.net>\n"
+        "To: news@okuru.example.com\n"
+        "Subject: Undeliverable Mail\n"
+        "X-Mailer: <SMTP32 v8.22>\n\n"
+        f"{line}\n\nOriginal message follows.\n\nFrom: news@okuru.example.com\n"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    "line, kind, hard",
+    [
+        ("Unknown user: a@example.org", "unknown_user", True),
+        ("Invalid final delivery userid: a@example.org", "unknown_user", True),
+        ("User mailbox exceeds allowed size: a@example.org", "mailbox_full", False),
+    ],
+)
+def test_imails_own_verdict_on_the_recipients_line_fixes_the_cause(line, kind, hard):
+    assert [(f.recipient, f.kind, f.hard) for f in parse(imail(line)).failures] == [
+        ("a@example.org", kind, hard)
+    ]
+
+
+def test_the_same_words_from_another_mailer_without_the_command_are_a_filters_answer():
+    raw = imail("Unknown user: a@example.org").replace(b"X-Mailer: <SMTP32 v8.22>\n", b"")
+    assert [(f.kind, f.hard) for f in parse(raw).failures] == [("refused", False)]
+
+
+EXIM_MAILBOX_FILE = """From: Mail Delivery System <Mailer-Daemon@mx.example.net>
+To: news@okuru.example.com
+Subject: Mail delivery failed: returning message to sender
+X-Failed-Recipients: a@example.org
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B"
+
+--B
+Content-Type: text/plain
+
+This message was created automatically by mail delivery software.
+
+A message that you sent could not be delivered to one or more of its
+recipients. This is a permanent error. The following address(es) failed:
+
+  save to /var/spool/mail/a
+    generated by a@example.org
+    mailbox is full: retry timeout exceeded
+{dsn}
+--B--
+"""
+
+
+def test_a_dsn_naming_a_mailbox_file_still_gives_the_class_of_the_failure():
+    dsn_part = (
+        "\n--B\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.net\n\n"
+        "Action: failed\nFinal-Recipient: rfc822;/var/spool/mail/a\nStatus: 5.0.0\n"
+    )
+    with_dsn = parse(EXIM_MAILBOX_FILE.format(dsn=dsn_part).encode()).failures
+    without = parse(EXIM_MAILBOX_FILE.format(dsn="").encode()).failures
+    assert [(f.recipient, f.status, f.kind) for f in with_dsn] == [
+        ("a@example.org", "5.0.0", "mailbox_full")
+    ]
+    # Exim's own notice alone: a full mailbox is a condition of the moment.
+    assert [f.status for f in without] == ["4.0.0"]
+
+
+@pytest.mark.parametrize(
+    "status, reply, expected",
+    [
+        # X.3.2: the host of the mailbox is not accepting messages; for good when permanent.
+        ("5.3.2", "550", ("refused", True)),
+        ("4.3.2", "450", ("refused", False)),
+        # X.7.17 / X.7.18: the mailbox's or domain's owner has changed (RFC 7293).
+        ("5.7.17", "554", ("unknown_user", True)),
+        ("5.7.18", "554", ("unknown_user", True)),
+    ],
+)
+def test_these_status_codes_name_the_address_state(status, reply, expected):
+    text = f"{reply} {status} Requested action not taken"
+    assert kinds.classify(status, reply, text, "RCPT") == expected
