@@ -74,9 +74,11 @@ BODY_END_RE = re.compile(r"</body\s*>", re.I)
 # image in the HTML it is an <img>, read by every mail program that shows images. In a mail
 # without one it is the background of a 1×1 table cell, read by the programs that show
 # background images (Gmail, Apple Mail, Outlook on the web, the new Outlook, Outlook for Mac,
-# Thunderbird), not by classic Outlook for Windows, whose Word engine draws no backgrounds (a
-# click there still counts as an open). A background is how HTML marks an image as decoration
-# rather than content, and spam filters judge the content: SpamAssassin's HTML_IMAGE_ONLY_*
+# Thunderbird). Classic Outlook for Windows draws backgrounds only in VML, so the cell also
+# carries the "bulletproof background" mail designers write for it: a VML fill inside a
+# conditional comment that only Outlook's Word engine reads (untested here: no Outlook).
+# A background is how HTML marks an image as decoration rather than content, and spam filters
+# judge the content: SpamAssassin's HTML_IMAGE_ONLY_*
 # fires on any <img> in HTML of under 3,200 bytes, so an <img> pixel made a short text mail
 # score as an image-only one. With this choice the pixel never changes that verdict: a mail
 # without images stays one, and a mail of the author's images is judged as it was written.
@@ -87,7 +89,10 @@ PIXEL_IMG = (
 )
 PIXEL_BACKGROUND = (
     '<table role="presentation" border="0" cellpadding="0" cellspacing="0"><tr>'
-    '<td background="{{ OKURU_OPEN }}" width="1" height="1"></td></tr></table>'
+    '<td background="{{ OKURU_OPEN }}" width="1" height="1">'
+    '<!--[if gte mso 9]><v:rect xmlns:v="urn:schemas-microsoft-com:vml" fill="true" '
+    'stroke="false" style="width:1px;height:1px"><v:fill type="tile" src="{{ OKURU_OPEN }}" />'
+    "</v:rect><![endif]--></td></tr></table>"
 )
 # An <img> element as SpamAssassin's HTML parser (and a browser) sees one. Matched anywhere in
 # the source, so one in a comment or an untaken {% if %} branch keeps the <img> pixel.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from email import message_from_bytes, policy
 from html.parser import HTMLParser
 
@@ -258,6 +259,18 @@ def test_the_open_pixel_is_an_img_only_beside_the_authors_own_images(body, where
     authors = [attrs.get("src") for tag, attrs in tags(body) if tag == "img"]
     assert images == authors + ([pixel] if authors else [])
     assert html.index(pixel) < html.index("</body>")
+
+
+def test_the_background_pixel_carries_outlooks_vml_fill_inside_its_conditional_comment():
+    # Classic Outlook for Windows draws no CSS or attribute backgrounds, only VML: the cell
+    # carries the usual "bulletproof background" so the open is seen there too; every other
+    # program reads it as a comment (tags() sees no element in it).
+    customer = Customer.objects.create(email="a@example.com")
+    html = render(make_mail(html_body="<p>Hi</p>"), customer, recipient_id=5).html
+    pixel = signing.url_for("open", 5)
+    comment = re.search(r"<!--\[if gte mso 9\]>(.*?)<!\[endif\]-->", html, re.S)
+    assert comment and f'<v:fill type="tile" src="{pixel}" />' in comment.group(1)
+    assert not [t for t, _a in tags(html) if t.startswith("v:")]
 
 
 def test_removed_links_stay_for_messages_already_sent():
