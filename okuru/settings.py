@@ -233,14 +233,13 @@ CAPTURE_SMTP_PORT = envint("CAPTURE_SMTP_PORT", "2525")
 # redirect to it), and the return-path domain's MX pointing here.
 BOUNCE_SMTP_HOST = os.getenv("BOUNCE_SMTP_HOST", "127.0.0.1")
 BOUNCE_SMTP_PORT = envint("BOUNCE_SMTP_PORT", "2526")
-# Besides the per-recipient return paths (bounce+...), the local parts the receiver takes mail
-# for: postmaster (RFC 5321 4.5.1), abuse, and the addresses registered for feedback loops.
-# Mail to any other address of the bounce domain is refused at RCPT TO, so spam to made-up
-# addresses never fills the queue of messages kept for a human.
+# The addresses the receiver takes mail for. "*" (the default): every address, so nothing sent
+# to the bounce domain is refused, and what cannot be read waits for a human. A list of local
+# parts (say "postmaster,abuse,fbl"): those and the per-recipient return paths (bounce+...)
+# only, any other address refused at RCPT TO, so spam to made-up addresses of an
+# internet-facing receiver never fills the queue kept for a human.
 BOUNCE_SMTP_ACCEPT = [
-    p.strip().lower()
-    for p in os.getenv("BOUNCE_SMTP_ACCEPT", "postmaster,abuse,fbl,bounce,bounces").split(",")
-    if p.strip()
+    p.strip().lower() for p in os.getenv("BOUNCE_SMTP_ACCEPT", "*").split(",") if p.strip()
 ]
 # Amazon SES event notifications by Amazon SNS (POST /bounces/sns/): the topic ARNs whose
 # signed notifications are accepted, comma-separated. Empty: the endpoint does not exist (404).

@@ -1,11 +1,12 @@
 """The bounce SMTP receiver: aiosmtpd listening for mail to the bounce domain.
 
 Point the return-path domain's MX at this server (``okuru bounce-smtp``; ``okuru run`` starts it
-on ``BOUNCE_SMTP_PORT``). It never relays, and takes mail only for return paths and the few
-addresses of ``BOUNCE_SMTP_ACCEPT`` (postmaster, abuse, feedback loops); every message it
-accepts is handed to ``actions.receive`` with its envelope recipients (the VERP addresses),
-stored, matched and applied. A message is accepted ("250") only once it is stored; a database failure answers
-"451", so the sending MTA keeps it and tries again later — nothing is lost.
+on ``BOUNCE_SMTP_PORT``). It never relays. It takes mail for every address of the domain, or,
+when ``BOUNCE_SMTP_ACCEPT`` lists local parts, only for those and the return paths. Every
+message it accepts is handed to ``actions.receive`` with its envelope recipients (the VERP
+addresses), stored, matched and applied. A message is accepted ("250") only once it is stored;
+a database failure answers "451", so the sending MTA keeps it and tries again later — nothing
+is lost.
 
 aiosmtpd runs an asyncio loop in its own thread; the ORM is synchronous, so each message is
 stored from one dedicated worker thread that owns the receiver's database connection.
@@ -40,8 +41,11 @@ def store(mail_from: str, recipients: list[str], raw: bytes) -> Bounce:
 
 
 def accepts(address: str) -> bool:
-    """Whether the receiver takes mail for ``address``: a return path (``verp.shaped``), or a
-    local part of ``BOUNCE_SMTP_ACCEPT`` (postmaster, abuse, feedback-loop addresses)."""
+    """Whether the receiver takes mail for ``address``: any, while ``BOUNCE_SMTP_ACCEPT`` is
+    "*"; else a return path (``verp.shaped``) or one of its local parts (postmaster, abuse,
+    feedback-loop addresses)."""
+    if "*" in settings.BOUNCE_SMTP_ACCEPT:
+        return True
     local = address.strip().strip("<>").rsplit("@", 1)[0]
     return verp.shaped(local) or local.lower() in settings.BOUNCE_SMTP_ACCEPT
 
