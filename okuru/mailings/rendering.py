@@ -74,9 +74,10 @@ BODY_END_RE = re.compile(r"</body\s*>", re.I)
 # image in the HTML it is an <img>, read by every mail program that shows images. In a mail
 # without one it is the background of a 1×1 table cell, read by the programs that show
 # background images (Gmail, Apple Mail, Outlook on the web, the new Outlook, Outlook for Mac,
-# Thunderbird). Classic Outlook for Windows draws backgrounds only in VML, so the cell also
-# carries the "bulletproof background" mail designers write for it: a VML fill inside a
-# conditional comment that only Outlook's Word engine reads (untested here: no Outlook).
+# Thunderbird). Classic Outlook for Windows draws no such background, so the cell also holds
+# the pixel as an <img> inside an Outlook conditional comment ([if mso]), the usual way to
+# give Outlook's Word engine markup of its own; every other program reads a comment, as
+# SpamAssassin does (untested here: no Outlook).
 # A background is how HTML marks an image as decoration rather than content, and spam filters
 # judge the content: SpamAssassin's HTML_IMAGE_ONLY_*
 # fires on any <img> in HTML of under 3,200 bytes, so an <img> pixel made a short text mail
@@ -90,9 +91,8 @@ PIXEL_IMG = (
 PIXEL_BACKGROUND = (
     '<table role="presentation" border="0" cellpadding="0" cellspacing="0"><tr>'
     '<td background="{{ OKURU_OPEN }}" width="1" height="1">'
-    '<!--[if gte mso 9]><v:rect xmlns:v="urn:schemas-microsoft-com:vml" fill="true" '
-    'stroke="false" style="width:1px;height:1px"><v:fill type="tile" src="{{ OKURU_OPEN }}" />'
-    "</v:rect><![endif]--></td></tr></table>"
+    '<!--[if mso]><img src="{{ OKURU_OPEN }}" width="1" height="1" alt="" border="0">'
+    "<![endif]--></td></tr></table>"
 )
 # An <img> element as SpamAssassin's HTML parser (and a browser) sees one. Matched anywhere in
 # the source, so one in a comment or an untaken {% if %} branch keeps the <img> pixel.

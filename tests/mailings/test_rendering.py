@@ -261,16 +261,16 @@ def test_the_open_pixel_is_an_img_only_beside_the_authors_own_images(body, where
     assert html.index(pixel) < html.index("</body>")
 
 
-def test_the_background_pixel_carries_outlooks_vml_fill_inside_its_conditional_comment():
-    # Classic Outlook for Windows draws no CSS or attribute backgrounds, only VML: the cell
-    # carries the usual "bulletproof background" so the open is seen there too; every other
-    # program reads it as a comment (tags() sees no element in it).
+def test_the_background_pixel_is_an_img_for_classic_outlook_inside_its_conditional_comment():
+    # Classic Outlook for Windows draws no attribute backgrounds: the cell carries the pixel as
+    # an <img> in an [if mso] comment, which every other program (and SpamAssassin, and
+    # tags() here) reads as a comment.
     customer = Customer.objects.create(email="a@example.com")
     html = render(make_mail(html_body="<p>Hi</p>"), customer, recipient_id=5).html
     pixel = signing.url_for("open", 5)
-    comment = re.search(r"<!--\[if gte mso 9\]>(.*?)<!\[endif\]-->", html, re.S)
-    assert comment and f'<v:fill type="tile" src="{pixel}" />' in comment.group(1)
-    assert not [t for t, _a in tags(html) if t.startswith("v:")]
+    comment = re.search(r"<!--\[if mso\]>(.*?)<!\[endif\]-->", html, re.S)
+    assert comment and f'<img src="{pixel}" width="1" height="1"' in comment.group(1)
+    assert [t for t, _a in tags(html) if t == "img"] == []
 
 
 def test_removed_links_stay_for_messages_already_sent():
