@@ -5,9 +5,6 @@ deletion refused while something uses the relay, and a password that never leave
 from __future__ import annotations
 
 import io
-import shutil
-import ssl
-import subprocess
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -335,26 +332,6 @@ def test_a_relay_without_starttls_is_named_as_the_problem(member_client):
         f"The relay does not offer STARTTLS (127.0.0.1:{sink.port} does not offer STARTTLS). "
         "Change the relay's security setting."
     ]
-
-
-@pytest.fixture(scope="module")
-def server_context(tmp_path_factory) -> ssl.SSLContext:
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is needed to make a test certificate")
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = str(d / "cert.pem"), str(d / "key.pem")
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost",
-            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(cert, key)
-    return ctx
 
 
 def test_starttls_and_auth_without_the_certificate_check(member_client, server_context):
