@@ -1335,34 +1335,40 @@ def ses_report(data: dict) -> Report:
     return report
 
 
+def _ses_event(envelope: object) -> dict | None:
+    """The SES event an SNS envelope ({"Type": "Notification", "Message": "..."}) carries: its
+    ``Message``, a JSON object written as a string within the envelope's JSON."""
+    message = envelope.get("Message") if isinstance(envelope, dict) else None
+    try:
+        data = json.loads(message) if isinstance(message, str) else None
+    except (ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def _sns_message(notice: str) -> dict | None:
-    """The SES notification inside an SNS envelope ({"Type": "Notification", "Message": "..."}),
-    where the notification is a JSON string within the envelope's JSON."""
+    """The SES event in an SNS envelope quoted in a mail (an SNS e-mail subscription)."""
     m = SNS_ENVELOPE_RE.search(notice)
     if m is None:
         return None
-    body = re.sub(r"!?\n ", "", notice[m.start() :])
+    body = re.sub(r"!?\n ", "", notice[m.start() :])  # undo the SNS mailer's folding
     try:
         envelope, _end = json.JSONDecoder().raw_decode(body)
-        message = envelope.get("Message") if isinstance(envelope, dict) else None
-        data = json.loads(message) if isinstance(message, str) else None
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
-    if not isinstance(data, dict) or not (data.get("notificationType") or data.get("eventType")):
-        return None
-    return data
+    data = _ses_event(envelope)
+    return data if data and ses_type(data) else None
 
 
 def sns_message(raw: bytes) -> dict | None:
-    """The SES event inside an SNS notification as posted to the webhook (the whole JSON body):
-    the ``Message`` member decoded, or None when it is not there or not a JSON object. Reads
-    only: the signature is checked on receipt (``sns.py``)."""
+    """The SES event inside an SNS notification as posted to the webhook (the whole JSON body),
+    or None when it is not there or not a JSON object. Reads only: the signature is checked on
+    receipt (``sns.py``)."""
     try:
         envelope = json.loads(raw[:MAX_BYTES])
-        data = json.loads(envelope["Message"]) if isinstance(envelope, dict) else None
-    except (ValueError, KeyError, TypeError, RecursionError):
+    except (ValueError, RecursionError):
         return None
-    return data if isinstance(data, dict) else None
+    return _ses_event(envelope)
 
 
 def sns_report(raw: bytes) -> Report:
