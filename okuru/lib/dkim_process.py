@@ -53,12 +53,13 @@ class Ticket:
         self.owner = owner
         self.unsigned = unsigned
         self.signatures: list[bytes | None] = [None] * len(unsigned.to_sign)
-        self.filled = 0
+        self.due = 0  # answers the child still owes this ticket
         self.generation = owner.generation  # which child was asked
 
     def result(self) -> str:
-        """The DKIM-Signature lines; waits for the child as long as it takes."""
-        while self.filled < len(self.signatures):
+        """The DKIM-Signature lines: the child's answers (it waits for them), and what the child
+        was not asked, or failed, or died before answering, signed here."""
+        while self.due:
             if not self.owner.read_one(self):
                 break  # the child is gone: sign what is missing here
         for i, sig in enumerate(self.signatures):
@@ -81,16 +82,15 @@ class SigningProcess:
     # -- the worker's side ----------------------------------------------------------------
 
     def submit(self, unsigned: dkim.Unsigned) -> Ticket:
+        """Ask the child for the signatures it should compute; the rest (Ed25519, or all when
+        there is no child) are computed by ``Ticket.result``, where errors are handled."""
         ticket = Ticket(self, unsigned)
-        remote = []
-        for i, (key, data) in enumerate(unsigned.to_sign):
-            if key.algorithm in IN_PROCESS:  # cheaper here than a round trip to the child
-                ticket.signatures[i] = key.sign(data)
-                ticket.filled += 1
-            else:
-                remote.append(i)
+        remote = [
+            i for i, (key, _d) in enumerate(unsigned.to_sign) if key.algorithm not in IN_PROCESS
+        ]
         if not remote or not self._running():
-            return ticket  # Ticket.result signs in-process what is missing
+            return ticket
+        ticket.generation = self.generation
         try:
             while len(self._waiting) + len(remote) > MAX_IN_FLIGHT:
                 if not self.read_one(None):
@@ -101,10 +101,10 @@ class SigningProcess:
                 number = self._key_number(key)
                 self.proc.stdin.write(_REQUEST.pack(b"S", number, len(data)) + data)
                 self._waiting.append((ticket, i))
+                ticket.due += 1
             self.proc.stdin.flush()
         except OSError as e:
             self._lost(f"cannot write to it: {e}")
-        ticket.generation = self.generation
         return ticket
 
     def read_one(self, ticket: Ticket | None) -> bool:
@@ -122,12 +122,11 @@ class SigningProcess:
             self._lost(f"cannot read from it: {e}")
             return False
         owner, i = self._waiting.popleft()
+        owner.due -= 1
         if status == OK:
             owner.signatures[i] = payload
-            owner.filled += 1
         else:  # signed again in-process by Ticket.result, which raises the same error there
             log.warning("DKIM signing process: %s", payload.decode(errors="replace"))
-            owner.filled += 1
         return True
 
     def close(self) -> None:

@@ -43,6 +43,8 @@ Failure classes (after GNU Mailman):
   size, loop and time limits per message) → failed ("other") with the reason in the note, no
   error count: nothing was sent, and the row's render never holds the worker longer than the
   budget.
+* The sender domain's DKIM key cannot sign → failed ("other") with the reason, no error count:
+  a message that should be signed never goes out unsigned.
 * Connection lost *after* the end of DATA, or any unexpected error → "unknown" with a note: the
   message may have gone out, so only an operator may send it again (``actions.resolve_unknown``).
   Nothing raises out of a batch, so a bad row can never crash-loop the worker.
@@ -474,7 +476,15 @@ class Worker:
                 note=_("Not sent: %(error)s") % {"error": e.message},
             )
         except BadAddress:
-            return self._bad_address(row)
+            return Outcome(
+                row.id,
+                "failed",
+                error_kind="bad_format",
+                note=_("Not a valid e-mail address: %(address)s") % {"address": row.address},
+                error_weight=error_weight("bad_format"),
+                customer_id=row.customer_id,
+                address=row.address,
+            )
         except Exception as e:
             log.exception("cannot build message for ledger row %s", row.id)
             return Outcome(
@@ -492,10 +502,7 @@ class Worker:
 
     def deliver(self, p: Prepared, row: Claimed, staged: Staged) -> Outcome:
         """Wait for the rate limits, then send a staged message."""
-        try:
-            domain = row.address.rsplit("@", 1)[1].lower()
-        except IndexError:
-            return self._bad_address(row)
+        domain = staged.draft.recipient.rsplit("@", 1)[1].lower()  # checked by the draft
         relay_wait, domain_wait = self._rate_wait(p, domain)
         if domain_wait > relay_wait:
             # A saturated domain must not hold up the others: sleep for it only within the
@@ -508,11 +515,12 @@ class Worker:
             self._sleep_budget -= extra
         try:
             envelope = staged.envelope()
-        except Exception as e:
+        except Exception as e:  # the key cannot sign: nothing went out, and never unsigned
             log.exception("cannot sign message for ledger row %s", row.id)
             return Outcome(
                 row.id,
-                "unknown",
+                "failed",
+                error_kind="other",
                 note=_("Not sent: unexpected error while signing: %(error)s") % {"error": e},
             )
         wait = max(relay_wait, domain_wait)
@@ -523,17 +531,6 @@ class Worker:
         if p.per_domain:
             p.domains[domain].take(now)
         return self.transmit(p, row, envelope)
-
-    def _bad_address(self, row: Claimed) -> Outcome:
-        return Outcome(
-            row.id,
-            "failed",
-            error_kind="bad_format",
-            note=_("Not a valid e-mail address: %(address)s") % {"address": row.address},
-            error_weight=error_weight("bad_format"),
-            customer_id=row.customer_id,
-            address=row.address,
-        )
 
     def _rate_wait(self, p: Prepared, domain: str) -> tuple[float, float]:
         """Seconds until the relay, and the recipient's domain, may take another message."""

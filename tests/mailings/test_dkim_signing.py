@@ -188,3 +188,27 @@ def test_keys_in_db_are_used_by_a_new_delivery_only_when_active():
     dkim_keys.activate_key(second, None)
     assert [k.selector for k in dkim_keys.signer_for("a@shop.example").keys] == ["next"]
     assert DkimKey.objects.get(pk=first.pk).active is False
+
+
+@pytest.mark.django_db
+def test_a_signature_that_cannot_be_made_sends_nothing_and_says_why(monkeypatch):
+    # OpenSSL refusing to sign (a broken key, say) is the outer edge here: the row must not go
+    # out unsigned, the batch must go on, and the operator must read why.
+    Customer.objects.create(email="user@example.org")
+    dkim_keys.add_key("shop.example", "rsa", None)
+
+    def refuse(self, data):
+        raise ValueError("the key refuses to sign")
+
+    monkeypatch.setattr(dkim.SigningKey, "sign", refuse)
+    with Sink() as sink:
+        make_relay(sink.port)
+        delivery = start(make_mail(subject="Hi", text_body="Body"))
+        worker = sending.Worker(sending.Config(batch_size=10, signing_process=False))
+        drain(worker, delivery)
+        worker.close()
+    assert sink.handler.messages == []
+    row = delivery.recipients.get()
+    assert (row.status, row.error_kind) == ("failed", "other")  # not sent: no doubt to resolve
+    assert Customer.objects.get().email_error_count == 0  # not the address's fault
+    assert row.note == "Not sent: unexpected error while signing: the key refuses to sign"
